@@ -1,0 +1,35 @@
+# Helpers shared by every module's CMakeLists.
+#
+# Torch headers take ~20 s per translation unit to parse, so every target that
+# uses torch shares one precompiled header built by `medicosam_torch_pch`.
+
+set(MEDICOSAM_SHARED_DIR "${CMAKE_SOURCE_DIR}/../shared" CACHE PATH
+    "Folder with the reference fixtures and data (../shared next to the checkout)")
+
+add_library(medicosam_torch_pch STATIC "${CMAKE_SOURCE_DIR}/cmake/torch_pch.cpp")
+target_link_libraries(medicosam_torch_pch PUBLIC ${TORCH_LIBRARIES})
+target_compile_options(medicosam_torch_pch PUBLIC ${TORCH_CXX_FLAGS})
+target_precompile_headers(medicosam_torch_pch PRIVATE <torch/torch.h>)
+
+# medicosam_use_torch(target): link torch and reuse the shared precompiled header.
+function(medicosam_use_torch target)
+  target_link_libraries(${target} PUBLIC medicosam_torch_pch)
+  target_precompile_headers(${target} REUSE_FROM medicosam_torch_pch)
+endfunction()
+
+# medicosam_add_test(name SOURCES ... LIBS ... [TORCH]): one gtest executable,
+# registered with CTest; tests find ../shared through MEDICOSAM_SHARED_DIR.
+function(medicosam_add_test name)
+  cmake_parse_arguments(T "TORCH" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  if(T_TORCH)
+    medicosam_use_torch(${name})
+  endif()
+  target_compile_definitions(${name} PRIVATE
+    MEDICOSAM_SHARED_DIR="${MEDICOSAM_SHARED_DIR}"
+    MEDICOSAM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+    MEDICOSAM_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120
+    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "MEDICOSAM_CLI=$<TARGET_FILE:medicosam>")
+endfunction()

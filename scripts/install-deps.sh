@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package medicosam needs to build, test and benchmark.
+# Idempotent: re-running only installs what is missing. Used by README and .ci/run.
+set -euo pipefail
+
+PKGS=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
+  # engine
+  libtorch-dev libopenblas0-openmp libjemalloc2
+  # medical I/O
+  libinsighttoolkit5-dev libgdcm-tools libdcmtk-dev dcmtk dicom3tools
+  # images, CLI, server, logging
+  libpng-dev libjpeg-dev libtiff-dev zlib1g-dev libopencv-dev
+  libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # interoperability checks in tests only (the product never needs Python)
+  python3-torch python3-numpy python3-nibabel python3-pydicom python3-opencv python3-pil
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${#missing[@]} package(s): ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all ${#PKGS[@]} packages present"
+fi
