@@ -1,0 +1,156 @@
+// Engine benchmark: BLAS matmul throughput, a ViT-B-shaped image encoder
+// (random weights) on a 1024x1024 input, and one point prompt (prompt encoder
+// + mask decoder + post-processing) on a 512x512 image. Prints medians and the
+// peak resident memory; exits non-zero when the BLAS check fails (the Debian
+// reference-BLAS trap) so CI can run `medicosam_bench --blas-only`.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "medicosam/checkpoint/checkpoint.hpp"
+#include "medicosam/model/sam.hpp"
+#include "medicosam/predict/predictor.hpp"
+
+using namespace medicosam;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+struct Args {
+  int threads = 2;
+  int encoder_runs = 3;
+  int click_runs = 30;
+  bool blas_only = false;
+  std::string arch = "vit_b";
+  std::string model;  // a real checkpoint instead of random weights
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error("missing value after " + s);
+      return argv[++i];
+    };
+    if (s == "--threads") a.threads = std::stoi(next());
+    else if (s == "--encoder-runs") a.encoder_runs = std::stoi(next());
+    else if (s == "--click-runs") a.click_runs = std::stoi(next());
+    else if (s == "--blas-only") a.blas_only = true;
+    else if (s == "--arch") a.arch = next();
+    else if (s == "--model") a.model = next();
+    else if (s == "--help" || s == "-h") {
+      std::printf("usage: medicosam_bench [--threads N] [--encoder-runs N] [--click-runs N] [--blas-only]\n"
+                  "                       [--arch vit_b|vit_l|vit_h] [--model CKPT]\n");
+      std::exit(0);
+    } else {
+      throw std::runtime_error("unknown argument " + s);
+    }
+  }
+  return a;
+}
+
+// 4096x768 @ 768x3072 fp32: the shape of ViT-B's MLP on a 1024^2 image.
+double blas_gflops() {
+  torch::InferenceMode guard;
+  auto a = torch::randn({4096, 768});
+  auto b = torch::randn({768, 3072});
+  auto c = torch::matmul(a, b);  // warm up
+  std::vector<double> t;
+  for (int i = 0; i < 7; ++i) {
+    auto t0 = Clock::now();
+    c = torch::matmul(a, b);
+    t.push_back(seconds_since(t0));
+  }
+  return 2.0 * 4096 * 768 * 3072 / median(t) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args args = parse(argc, argv);
+  at::set_num_threads(args.threads);
+  std::printf("medicosam_bench: %d thread(s), torch %s\n", args.threads, TORCH_VERSION);
+
+  const double gf = blas_gflops();
+  const bool blas_ok = gf > 50.0;
+  std::printf("matmul 4096x768x3072 fp32: %.1f GFLOP/s %s\n", gf,
+              blas_ok ? "(ok, > 50)" : "(TOO SLOW: reference BLAS? install libopenblas0-openmp)");
+  if (args.blas_only) return blas_ok ? 0 : 1;
+
+  // Encoder: a real checkpoint or random weights of an official shape.
+  model::Sam sam{nullptr};
+  if (!args.model.empty()) {
+    predict::SamPredictor probe(args.model, {args.threads, "cpu"});
+    (void)probe;
+  }
+  model::SamConfig cfg = args.arch == "vit_h" ? model::SamConfig::vit_h()
+                         : args.arch == "vit_l" ? model::SamConfig::vit_l()
+                                                : model::SamConfig::vit_b();
+  sam = model::Sam(cfg);
+  sam->eval();
+  const int S = static_cast<int>(cfg.encoder.img_size);
+  const double flops = model::encoder_flops(cfg.encoder);
+  std::vector<double> enc_times;
+  {
+    torch::InferenceMode guard;
+    auto x = torch::randn({1, 3, S, S});
+    for (int i = 0; i < args.encoder_runs; ++i) {
+      auto t0 = Clock::now();
+      auto y = sam->image_encoder->forward(x);
+      enc_times.push_back(seconds_since(t0));
+      std::printf("  encoder run %d: %.2f s\n", i + 1, enc_times.back());
+      std::fflush(stdout);
+    }
+  }
+  const double enc = median(enc_times);
+  std::printf("image encoder %s %dx%d: median %.2f s over %d runs, %.0f GFLOP -> %.1f GFLOP/s; peak RSS so far %.0f MB\n",
+              cfg.architecture_name().c_str(), S, S, enc, args.encoder_runs, flops / 1e9, flops / enc / 1e9,
+              peak_rss_mb());
+
+  // One click on a 512x512 image: prompt encoder + mask decoder + post-processing.
+  {
+    torch::InferenceMode guard;
+    const int H = 512, W = 512;
+    auto emb = torch::randn({1, cfg.encoder.out_chans, cfg.image_embedding_size(), cfg.image_embedding_size()});
+    const auto in = predict::preprocess_shape(H, W, S);
+    const predict::CoordTransform tf{{H, W}, in};
+    std::vector<double> t;
+    for (int i = 0; i < args.click_runs + 3; ++i) {
+      auto t0 = Clock::now();
+      auto coords = torch::tensor({tf.x(200.0 + i), tf.y(300.0)}).view({1, 1, 2});
+      auto labels = torch::tensor({int64_t{1}}).view({1, 1});
+      auto [sparse, dense] = sam->prompt_encoder->forward(coords, labels, {}, {});
+      auto [low, iou] = sam->mask_decoder->forward(emb, sam->prompt_encoder->dense_pe(), sparse, dense, true);
+      auto best = iou.argmax(1).item<int64_t>();
+      auto hires = sam->postprocess_masks(low, in.height, in.width, H, W);
+      auto mask = (hires.select(1, best) > 0).to(torch::kUInt8).contiguous();
+      if (i >= 3) t.push_back(seconds_since(t0));  // first calls warm up allocators
+    }
+    std::printf("one point prompt (prompt encoder + mask decoder + post-processing, %dx%d, multimask): median %.1f ms over %d runs\n",
+                H, W, median(t) * 1e3, args.click_runs);
+  }
+  std::printf("peak RSS: %.0f MB\n", peak_rss_mb());
+  return blas_ok ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "medicosam_bench: error: %s\n", e.what());
+  return 2;
+}

@@ -1,0 +1,147 @@
+#include "medicosam/model/loader.hpp"
+
+#include <set>
+#include <sstream>
+
+#include "medicosam/checkpoint/checkpoint.hpp"
+#include "medicosam/core/error.hpp"
+
+namespace medicosam::model {
+namespace {
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+bool is_sam_key(const std::string& k) {
+  return k.rfind("image_encoder.", 0) == 0 || k.rfind("prompt_encoder.", 0) == 0 || k.rfind("mask_decoder.", 0) == 0;
+}
+
+std::map<std::string, std::string> hints_from_metadata(const nlohmann::json& meta) {
+  std::map<std::string, std::string> hints;
+  if (!meta.is_object()) return hints;
+  for (const char* key : {"decoder_num_heads", "encoder_num_heads", "encoder_global_attn_indexes"}) {
+    std::string k = std::string("medicosam.") + key;
+    if (meta.contains(k)) hints[key] = meta[k].is_string() ? meta[k].get<std::string>() : meta[k].dump();
+  }
+  return hints;
+}
+
+}  // namespace
+
+SamConfig config_from_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              const std::string& source, const std::map<std::string, std::string>& hints) {
+  ShapeMap shapes;
+  for (const auto& [name, t] : tensors) shapes[name] = t.sizes().vec();
+  return derive_config(shapes, source, hints);
+}
+
+void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                     const std::string& source) {
+  auto expected = sam_state_dict(sam);
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& [name, t] : expected) by_name[name] = t;
+
+  std::vector<std::string> missing, unexpected, mismatched;
+  std::set<std::string> seen;
+  for (const auto& [name, t] : tensors) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      unexpected.push_back(name);
+      continue;
+    }
+    seen.insert(name);
+    if (it->second.sizes() != t.sizes()) {
+      mismatched.push_back(name + " (file " + shape_str(t.sizes()) + ", model " + shape_str(it->second.sizes()) + ")");
+    }
+  }
+  for (const auto& [name, t] : expected)
+    if (!seen.count(name)) missing.push_back(name);
+
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::ostringstream msg;
+    msg << "'" << source << "' does not fit the model it describes:";
+    auto list = [&](const char* what, const std::vector<std::string>& v) {
+      if (v.empty()) return;
+      msg << " " << v.size() << " " << what << " (";
+      for (size_t i = 0; i < v.size() && i < 20; ++i) msg << (i ? ", " : "") << v[i];
+      if (v.size() > 20) msg << ", ...";
+      msg << ");";
+    };
+    list("missing key(s)", missing);
+    list("unexpected key(s)", unexpected);
+    list("mis-shaped key(s)", mismatched);
+    std::string s = msg.str();
+    s.pop_back();
+    throw CheckpointError(s);
+  }
+
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : tensors) {
+    auto& dst = by_name[name];
+    dst.copy_(t.to(dst.dtype()));
+  }
+}
+
+LoadedSam load_sam(const std::string& path, const torch::Device& device) {
+  auto ckpt = checkpoint::read_sam_checkpoint(path);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  tensors.reserve(ckpt.model_state.size());
+  std::string dtype;
+  for (auto& nt : ckpt.model_state) {
+    if (dtype.empty() && nt.tensor.is_floating_point()) dtype = c10::toString(nt.tensor.scalar_type());
+    tensors.emplace_back(nt.name, nt.tensor);
+  }
+  // Keys that are not SAM's (e.g. a trainer's extra heads) are reported by
+  // load_state_dict unless they clearly belong to another component.
+  const auto config = config_from_tensors(tensors, path, hints_from_metadata(ckpt.metadata));
+  LoadedSam out;
+  out.sam = Sam(config);
+  load_state_dict(*out.sam, tensors, path);
+  out.sam->eval();
+  out.sam->to(device);
+  out.path = path;
+  out.format = ckpt.format;
+  out.layout = ckpt.layout;
+  out.stripped_prefix = ckpt.stripped_prefix;
+  out.stored_dtype = dtype;
+  out.metadata = ckpt.metadata;
+  for (const auto& [name, t] : sam_state_dict(*out.sam)) {
+    if (is_sam_key(name)) out.num_parameters += t.numel();
+  }
+  return out;
+}
+
+nlohmann::json describe_checkpoint(const std::string& path) {
+  auto m = load_sam(path, torch::kCPU);
+  const auto& c = m.sam->config;
+  nlohmann::json j;
+  j["file"] = path;
+  j["format"] = m.format;
+  j["layout"] = m.layout;
+  j["stripped_prefix"] = m.stripped_prefix;
+  j["stored_dtype"] = m.stored_dtype;
+  j["architecture"] = c.architecture_name();
+  j["parameters"] = m.num_parameters;
+  j["image_size"] = c.encoder.img_size;
+  j["patch_size"] = c.encoder.patch_size;
+  j["embedding_shape"] = {1, c.encoder.out_chans, c.image_embedding_size(), c.image_embedding_size()};
+  j["encoder"] = {{"embed_dim", c.encoder.embed_dim},
+                  {"depth", c.encoder.depth},
+                  {"num_heads", c.encoder.num_heads},
+                  {"mlp_dim", c.encoder.mlp_dim},
+                  {"window_size", c.encoder.window_size},
+                  {"global_attn_indexes", c.encoder.global_attn_indexes}};
+  j["decoder"] = {{"transformer_depth", c.decoder.transformer_depth},
+                  {"num_heads", c.decoder.num_heads},
+                  {"mlp_dim", c.decoder.mlp_dim},
+                  {"num_multimask_outputs", c.decoder.num_multimask_outputs}};
+  if (!m.metadata.is_null() && !m.metadata.empty()) j["metadata"] = m.metadata;
+  return j;
+}
+
+}  // namespace medicosam::model

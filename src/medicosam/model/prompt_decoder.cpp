@@ -1,0 +1,338 @@
+// Prompt encoder, two-way transformer mask decoder and the SAM wrapper
+// (pre/post-processing), following the reference implementation op for op
+// where the order of floating point operations affects parity.
+#include <cmath>
+
+#include "medicosam/model/sam.hpp"
+
+namespace medicosam::model {
+namespace F = torch::nn::functional;
+using torch::Tensor;
+using torch::indexing::Slice;
+
+// --------------------------------------------------------------- prompt encoder
+
+PositionEmbeddingRandomImpl::PositionEmbeddingRandomImpl(int64_t num_pos_feats) {
+  positional_encoding_gaussian_matrix =
+      register_buffer("positional_encoding_gaussian_matrix", torch::randn({2, num_pos_feats}));
+}
+
+Tensor PositionEmbeddingRandomImpl::encode(const Tensor& normalized) {
+  auto c = 2 * normalized - 1;
+  c = torch::matmul(c, positional_encoding_gaussian_matrix);
+  c = (2 * M_PI) * c;
+  return torch::cat({torch::sin(c), torch::cos(c)}, -1);
+}
+
+Tensor PositionEmbeddingRandomImpl::grid(int64_t h, int64_t w) {
+  auto opts = positional_encoding_gaussian_matrix.options();
+  auto ones = torch::ones({h, w}, opts);
+  auto y = (ones.cumsum(0) - 0.5) / h;
+  auto x = (ones.cumsum(1) - 0.5) / w;
+  return encode(torch::stack({x, y}, -1)).permute({2, 0, 1});
+}
+
+Tensor PositionEmbeddingRandomImpl::with_coords(const Tensor& coords, int64_t img_h, int64_t img_w) {
+  auto c = coords.clone();
+  c.select(-1, 0).div_(img_w);
+  c.select(-1, 1).div_(img_h);
+  return encode(c.to(torch::kFloat32));
+}
+
+PromptEncoderImpl::PromptEncoderImpl(const SamConfig& c)
+    : embed_dim(c.prompt_embed_dim), grid(c.image_embedding_size()), img_size(c.encoder.img_size) {
+  pe_layer = register_module("pe_layer", PositionEmbeddingRandom(embed_dim / 2));
+  point_embeddings = register_module("point_embeddings", torch::nn::ModuleList());
+  for (int i = 0; i < 4; ++i) point_embeddings->push_back(torch::nn::Embedding(1, embed_dim));
+  not_a_point_embed = register_module("not_a_point_embed", torch::nn::Embedding(1, embed_dim));
+  const int64_t m = c.mask_in_chans;
+  mask_downscaling = register_module(
+      "mask_downscaling",
+      torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, m / 4, 2).stride(2)), LayerNorm2d(m / 4),
+                            torch::nn::GELU(), torch::nn::Conv2d(torch::nn::Conv2dOptions(m / 4, m, 2).stride(2)),
+                            LayerNorm2d(m), torch::nn::GELU(), torch::nn::Conv2d(torch::nn::Conv2dOptions(m, embed_dim, 1))));
+  no_mask_embed = register_module("no_mask_embed", torch::nn::Embedding(1, embed_dim));
+}
+
+Tensor PromptEncoderImpl::dense_pe() {
+  const auto& g = pe_layer->positional_encoding_gaussian_matrix;
+  // The cache is invalid after weights change (training) or a device move.
+  if (!dense_pe_cache_.defined() || dense_pe_cache_.device() != g.device() || is_training() ||
+      torch::GradMode::is_enabled()) {
+    auto pe = pe_layer->grid(grid, grid).unsqueeze(0);
+    if (is_training() || torch::GradMode::is_enabled()) return pe;
+    dense_pe_cache_ = pe;
+  }
+  return dense_pe_cache_;
+}
+
+std::pair<Tensor, Tensor> PromptEncoderImpl::forward(const Tensor& point_coords, const Tensor& point_labels,
+                                                     const Tensor& boxes, const Tensor& masks) {
+  int64_t bs = 1;
+  if (point_coords.defined()) bs = point_coords.size(0);
+  else if (boxes.defined()) bs = boxes.size(0);
+  else if (masks.defined()) bs = masks.size(0);
+  const auto opts = pe_layer->positional_encoding_gaussian_matrix.options();
+  auto sparse = torch::empty({bs, 0, embed_dim}, opts);
+
+  auto emb = [&](int i) { return point_embeddings[i]->as<torch::nn::EmbeddingImpl>()->weight; };
+
+  if (point_coords.defined()) {
+    auto points = point_coords.to(opts) + 0.5;
+    auto labels = point_labels.to(torch::TensorOptions().dtype(torch::kLong).device(opts.device()));
+    if (!boxes.defined()) {  // a padding point stands in for the missing box
+      points = torch::cat({points, torch::zeros({bs, 1, 2}, opts)}, 1);
+      labels = torch::cat({labels, -torch::ones({bs, 1}, labels.options())}, 1);
+    }
+    auto pe = pe_layer->with_coords(points, img_size, img_size);
+    auto lab = labels.unsqueeze(-1);
+    // Same arithmetic as the reference: zero the padding PE, then add the label embedding.
+    pe = torch::where(lab == -1, torch::zeros_like(pe), pe);
+    pe = pe + (lab == -1).to(pe.dtype()) * not_a_point_embed->weight +
+         (lab == 0).to(pe.dtype()) * emb(0) + (lab == 1).to(pe.dtype()) * emb(1);
+    sparse = torch::cat({sparse, pe}, 1);
+  }
+  if (boxes.defined()) {
+    auto corners = (boxes.to(opts) + 0.5).reshape({-1, 2, 2});
+    auto pe = pe_layer->with_coords(corners, img_size, img_size);
+    pe = torch::cat({pe.index({Slice(), Slice(0, 1)}) + emb(2), pe.index({Slice(), Slice(1, 2)}) + emb(3)}, 1);
+    sparse = torch::cat({sparse, pe}, 1);
+  }
+  Tensor dense;
+  if (masks.defined()) {
+    dense = mask_downscaling->forward(masks.to(opts));
+  } else {
+    dense = no_mask_embed->weight.reshape({1, -1, 1, 1}).expand({bs, -1, grid, grid});
+  }
+  return {sparse, dense};
+}
+
+// ----------------------------------------------------------------- mask decoder
+
+DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads, int64_t downsample_rate)
+    : num_heads(heads), internal_dim(dim / downsample_rate) {
+  q_proj = register_module("q_proj", torch::nn::Linear(dim, internal_dim));
+  k_proj = register_module("k_proj", torch::nn::Linear(dim, internal_dim));
+  v_proj = register_module("v_proj", torch::nn::Linear(dim, internal_dim));
+  out_proj = register_module("out_proj", torch::nn::Linear(internal_dim, dim));
+}
+
+Tensor DecoderAttentionImpl::forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in) {
+  auto split = [&](const Tensor& x) {
+    return x.reshape({x.size(0), x.size(1), num_heads, x.size(2) / num_heads}).transpose(1, 2);
+  };
+  auto q = split(q_proj->forward(q_in));
+  auto k = split(k_proj->forward(k_in));
+  auto v = split(v_proj->forward(v_in));
+  const int64_t c_per_head = q.size(3);
+  auto attn = torch::matmul(q, k.permute({0, 1, 3, 2}));
+  attn = attn / std::sqrt(static_cast<double>(c_per_head));
+  attn = torch::softmax(attn, -1);
+  auto out = torch::matmul(attn, v);
+  out = out.transpose(1, 2).reshape({out.size(0), out.size(2), -1});
+  return out_proj->forward(out);
+}
+
+TwoWayAttentionBlockImpl::TwoWayAttentionBlockImpl(const DecoderConfig& c, bool skip)
+    : skip_first_layer_pe(skip) {
+  const int64_t d = c.transformer_dim;
+  self_attn = register_module("self_attn", DecoderAttention(d, c.num_heads, 1));
+  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  cross_attn_token_to_image = register_module(
+      "cross_attn_token_to_image", DecoderAttention(d, c.num_heads, c.attention_downsample_rate));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  mlp = register_module("mlp", MLPBlock(d, c.mlp_dim, /*gelu=*/false));
+  norm3 = register_module("norm3", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  norm4 = register_module("norm4", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  cross_attn_image_to_token = register_module(
+      "cross_attn_image_to_token", DecoderAttention(d, c.num_heads, c.attention_downsample_rate));
+}
+
+std::pair<Tensor, Tensor> TwoWayAttentionBlockImpl::forward(Tensor queries, Tensor keys, const Tensor& query_pe,
+                                                            const Tensor& key_pe) {
+  if (skip_first_layer_pe) {
+    queries = self_attn->forward(queries, queries, queries);  // no residual, as the reference
+  } else {
+    auto q = queries + query_pe;
+    queries = queries + self_attn->forward(q, q, queries);
+  }
+  queries = norm1->forward(queries);
+
+  auto k = keys + key_pe;
+  queries = norm2->forward(queries + cross_attn_token_to_image->forward(queries + query_pe, k, keys));
+  queries = norm3->forward(queries + mlp->forward(queries));
+  auto q = queries + query_pe;
+  keys = norm4->forward(keys + cross_attn_image_to_token->forward(k, q, queries));
+  return {queries, keys};
+}
+
+TwoWayTransformerImpl::TwoWayTransformerImpl(const DecoderConfig& c) {
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.transformer_depth; ++i) layers->push_back(TwoWayAttentionBlock(c, i == 0));
+  final_attn_token_to_image = register_module(
+      "final_attn_token_to_image", DecoderAttention(c.transformer_dim, c.num_heads, c.attention_downsample_rate));
+  norm_final_attn = register_module("norm_final_attn",
+                                    torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.transformer_dim})));
+}
+
+std::pair<Tensor, Tensor> TwoWayTransformerImpl::forward(const Tensor& image, const Tensor& image_pe,
+                                                         const Tensor& tokens) {
+  auto keys = image.flatten(2).permute({0, 2, 1});
+  auto key_pe = image_pe.flatten(2).permute({0, 2, 1});
+  auto queries = tokens;
+  for (const auto& layer : *layers) {
+    std::tie(queries, keys) = layer->as<TwoWayAttentionBlockImpl>()->forward(queries, keys, tokens, key_pe);
+  }
+  auto attn_out = final_attn_token_to_image->forward(queries + tokens, keys + key_pe, keys);
+  queries = norm_final_attn->forward(queries + attn_out);
+  return {queries, keys};
+}
+
+HeadMLPImpl::HeadMLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t num_layers) {
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < num_layers; ++i) {
+    layers->push_back(torch::nn::Linear(i == 0 ? in : hidden, i == num_layers - 1 ? out : hidden));
+  }
+}
+
+Tensor HeadMLPImpl::forward(Tensor x) {
+  const size_t n = layers->size();
+  for (size_t i = 0; i < n; ++i) {
+    x = layers[i]->as<torch::nn::LinearImpl>()->forward(x);
+    if (i + 1 < n) x = torch::relu(x);
+  }
+  return x;
+}
+
+MaskDecoderImpl::MaskDecoderImpl(const DecoderConfig& c) : num_mask_tokens(c.num_multimask_outputs + 1) {
+  const int64_t d = c.transformer_dim;
+  transformer = register_module("transformer", TwoWayTransformer(c));
+  iou_token = register_module("iou_token", torch::nn::Embedding(1, d));
+  mask_tokens = register_module("mask_tokens", torch::nn::Embedding(num_mask_tokens, d));
+  output_upscaling = register_module(
+      "output_upscaling",
+      torch::nn::Sequential(torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(d, d / 4, 2).stride(2)),
+                            LayerNorm2d(d / 4), torch::nn::GELU(),
+                            torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(d / 4, d / 8, 2).stride(2)),
+                            torch::nn::GELU()));
+  output_hypernetworks_mlps = register_module("output_hypernetworks_mlps", torch::nn::ModuleList());
+  for (int64_t i = 0; i < num_mask_tokens; ++i) output_hypernetworks_mlps->push_back(HeadMLP(d, d, d / 8, 3));
+  iou_prediction_head = register_module("iou_prediction_head",
+                                        HeadMLP(d, c.iou_head_hidden_dim, num_mask_tokens, c.iou_head_depth));
+}
+
+namespace {
+
+// ConvTranspose2d with kernel 2 and stride 2 on channels-last pixels: every
+// input pixel (rows of x: (P, Cin)) yields a 2x2 block of output pixels, so the
+// layer is one matmul; rows of the result are (P, 2, 2) pixels with Cout values.
+Tensor conv_transpose_2x2(const Tensor& x, const torch::nn::ConvTranspose2dImpl& conv) {
+  const auto& wt = conv.weight;  // (Cin, Cout, 2, 2)
+  const int64_t cin = wt.size(0), cout = wt.size(1);
+  auto w = wt.permute({0, 2, 3, 1}).reshape({cin, 4 * cout});
+  return torch::matmul(x, w).view({-1, cout}).add_(conv.bias);
+}
+
+// LayerNorm2d over the channel (last) axis of channels-last pixels.
+Tensor layer_norm_channels_last(const Tensor& x, const LayerNorm2dImpl& ln) {
+  const auto u = x.mean(-1, true);
+  const auto centered = x - u;
+  const auto s = centered.pow(2).mean(-1, true);
+  return ln.weight * (centered / torch::sqrt(s + ln.eps)) + ln.bias;
+}
+
+}  // namespace
+
+Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hyper_in, int64_t h, int64_t w) {
+  // output_upscaling = [ConvT 2x2, LayerNorm2d, GELU, ConvT 2x2, GELU], computed
+  // on the decoder's token-major keys (B, h*w, C) without going through NCHW:
+  // each 2x2 transposed convolution is a single matmul.
+  const int64_t B = keys.size(0);
+  auto& up = *output_upscaling;
+  const auto& ct1 = *up[0]->as<torch::nn::ConvTranspose2dImpl>();
+  const auto& ln = *up[1]->as<LayerNorm2dImpl>();
+  const auto& ct2 = *up[3]->as<torch::nn::ConvTranspose2dImpl>();
+  auto x = conv_transpose_2x2(keys.reshape({-1, keys.size(2)}), ct1);  // (B*h*w*4, C/4)
+  x = torch::gelu(layer_norm_channels_last(x, ln));
+  x = torch::gelu(conv_transpose_2x2(x, ct2));  // (B*h*w*16, C/8)
+  const int64_t cu = x.size(1);
+  // masks[b, m, pixel] = sum_c hyper[b, m, c] * upscaled[b, pixel, c]
+  auto masks = torch::matmul(x.view({B, -1, cu}), hyper_in.transpose(1, 2));  // (B, h*w*16, M)
+  const int64_t M = hyper_in.size(1);
+  // Pixel order is (i, j, di1, dj1, di2, dj2) with y = 4i + 2 di1 + di2, x = 4j + 2 dj1 + dj2.
+  return masks.view({B, h, w, 2, 2, 2, 2, M})
+      .permute({0, 7, 1, 3, 5, 2, 4, 6})
+      .reshape({B, M, 4 * h, 4 * w});
+}
+
+std::pair<Tensor, Tensor> MaskDecoderImpl::predict_masks(const Tensor& image_embeddings, const Tensor& image_pe,
+                                                         const Tensor& sparse, const Tensor& dense) {
+  const int64_t B = sparse.size(0);
+  auto output_tokens = torch::cat({iou_token->weight, mask_tokens->weight}, 0).unsqueeze(0).expand({B, -1, -1});
+  auto tokens = torch::cat({output_tokens, sparse}, 1);
+  // One image embedding shared by B prompts: broadcast instead of copying.
+  Tensor src = image_embeddings.size(0) == B ? image_embeddings + dense : image_embeddings.expand({B, -1, -1, -1}) + dense;
+  auto pos_src = image_pe.expand({B, -1, -1, -1});
+  const int64_t c = src.size(1), h = src.size(2), w = src.size(3);
+  auto [hs, keys] = transformer->forward(src, pos_src, tokens);
+  auto iou_token_out = hs.select(1, 0);
+  auto mask_tokens_out = hs.slice(1, 1, 1 + num_mask_tokens);
+  std::vector<Tensor> hyper;
+  for (int64_t i = 0; i < num_mask_tokens; ++i) {
+    hyper.push_back(output_hypernetworks_mlps[i]->as<HeadMLPImpl>()->forward(mask_tokens_out.select(1, i)));
+  }
+  auto hyper_in = torch::stack(hyper, 1);  // (B, masks, C/8)
+  auto masks = upscale_and_project(keys, hyper_in, h, w);
+  (void)c;
+  auto iou_pred = iou_prediction_head->forward(iou_token_out);
+  return {masks, iou_pred};
+}
+
+std::pair<Tensor, Tensor> MaskDecoderImpl::forward(const Tensor& image_embeddings, const Tensor& image_pe,
+                                                   const Tensor& sparse, const Tensor& dense, bool multimask) {
+  auto [masks, iou] = predict_masks(image_embeddings, image_pe, sparse, dense);
+  if (multimask) return {masks.slice(1, 1), iou.slice(1, 1)};
+  return {masks.slice(1, 0, 1), iou.slice(1, 0, 1)};
+}
+
+// ------------------------------------------------------------------------- SAM
+
+SamImpl::SamImpl(const SamConfig& c) : config(c) {
+  image_encoder = register_module("image_encoder", ImageEncoder(c.encoder));
+  prompt_encoder = register_module("prompt_encoder", PromptEncoder(c));
+  mask_decoder = register_module("mask_decoder", MaskDecoder(c.decoder));
+  // Registered as buffers so that .to(device) moves them, but left out of the
+  // state dict (non-persistent in the reference).
+  pixel_mean = register_buffer("pixel_mean", torch::tensor(std::vector<float>(c.pixel_mean.begin(), c.pixel_mean.end())).view({-1, 1, 1}));
+  pixel_std = register_buffer("pixel_std", torch::tensor(std::vector<float>(c.pixel_std.begin(), c.pixel_std.end())).view({-1, 1, 1}));
+}
+
+Tensor SamImpl::preprocess(const Tensor& image) {
+  auto x = (image.to(pixel_mean.device()).to(torch::kFloat32) - pixel_mean) / pixel_std;
+  const int64_t S = config.encoder.img_size;
+  const int64_t padh = S - x.size(-2), padw = S - x.size(-1);
+  if (padh < 0 || padw < 0) throw std::invalid_argument("preprocess: image larger than the model input");
+  if (padh == 0 && padw == 0) return x;
+  return F::pad(x, F::PadFuncOptions({0, padw, 0, padh}));
+}
+
+Tensor SamImpl::postprocess_masks(const Tensor& low_res, int64_t input_h, int64_t input_w, int64_t original_h,
+                                  int64_t original_w) {
+  const int64_t S = config.encoder.img_size;
+  auto opts = F::InterpolateFuncOptions().mode(torch::kBilinear).align_corners(false);
+  auto m = F::interpolate(low_res, opts.size(std::vector<int64_t>{S, S}));
+  m = m.index({"...", Slice(0, input_h), Slice(0, input_w)});
+  return F::interpolate(m, opts.size(std::vector<int64_t>{original_h, original_w}));
+}
+
+std::vector<std::pair<std::string, Tensor>> sam_state_dict(SamImpl& sam) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& p : sam.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : sam.named_buffers(/*recurse=*/true)) {
+    if (b.key() == "pixel_mean" || b.key() == "pixel_std") continue;
+    out.emplace_back(b.key(), b.value());
+  }
+  return out;
+}
+
+}  // namespace medicosam::model

@@ -1,0 +1,125 @@
+#pragma once
+// Prompt-based segmentation with a SAM model: an image is encoded once into an
+// embedding, then any number of prompts (points, box, previous low-res logits)
+// are decoded against it in milliseconds.
+//
+// Torch-free public API (pimpl): callers compile without torch headers.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "medicosam/core/npy.hpp"
+#include "medicosam/predict/transforms.hpp"
+
+namespace medicosam::predict {
+
+// A point prompt in original image pixels (x right, y down). label 1 marks the
+// object, 0 the background.
+struct Point {
+  double x = 0, y = 0;
+  int label = 1;
+};
+
+// A box prompt in original image pixels: x0,y0 top-left, x1,y1 bottom-right.
+struct Box {
+  double x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+// Everything that prompts one object.
+struct Prompt {
+  std::vector<Point> points;
+  std::optional<Box> box;
+  // Previous low-res logits (low_res_size x low_res_size) fed back as mask input.
+  std::optional<std::vector<float>> mask_input;
+  bool empty() const { return points.empty() && !box && !mask_input; }
+};
+
+// The decoder's answer for one prompt.
+struct Prediction {
+  int height = 0, width = 0;  // original image size
+  int num_masks = 0;
+  std::vector<uint8_t> masks;           // num_masks x H x W, 0/1 (logit > threshold)
+  std::vector<float> iou_predictions;   // num_masks
+  int low_res_size = 0;
+  std::vector<float> low_res_logits;    // num_masks x L x L
+  std::vector<float> logits;            // num_masks x H x W, only with want_logits
+
+  // Index of the mask with the highest predicted IoU.
+  int best() const;
+  // Copy of mask i (H x W).
+  std::vector<uint8_t> mask(int i) const;
+  std::vector<float> low_res(int i) const;
+};
+
+struct PredictorOptions {
+  int threads = 0;             // 0 = all cores
+  std::string device = "cpu";  // "cpu" or "cuda" (when libtorch has CUDA)
+};
+
+// The image embedding and the geometry needed to decode against it.
+class Embedding {
+ public:
+  Embedding();
+  ~Embedding();
+  Embedding(const Embedding&);
+  Embedding& operator=(const Embedding&);
+  Embedding(Embedding&&) noexcept;
+  Embedding& operator=(Embedding&&) noexcept;
+
+  bool empty() const;
+  Size2 original_size() const;
+  Size2 input_size() const;
+  std::vector<int64_t> shape() const;  // (1, C, g, g)
+  // float32 (1, C, g, g) array, e.g. for `medicosam embed --out`.
+  NpyArray to_npy() const;
+  // Wraps stored features (float32 or float16 (1, C, g, g)) for decoding.
+  static Embedding from_npy(const NpyArray& features, Size2 original_size, Size2 input_size);
+
+  struct Impl;
+  std::shared_ptr<const Impl> impl;
+};
+
+struct ModelSummary {
+  std::string path, format, layout, architecture;
+  int64_t parameters = 0;
+  int img_size = 0;          // model input side
+  int embedding_size = 0;    // grid side
+  int embedding_channels = 0;
+  int low_res_size = 0;
+};
+
+class SamPredictor {
+ public:
+  // Loads a checkpoint (any supported format and configuration).
+  SamPredictor(const std::string& checkpoint, const PredictorOptions& options = {});
+  ~SamPredictor();
+  SamPredictor(SamPredictor&&) noexcept;
+  SamPredictor& operator=(SamPredictor&&) noexcept;
+
+  const ModelSummary& model() const;
+
+  // Encodes an 8-bit image (HxWxC row-major, C = 1 gray or 3 RGB) with SAM's
+  // preprocessing and makes it the current image.
+  void set_image(const uint8_t* pixels, int height, int width, int channels);
+  // Computes an embedding without changing the current one.
+  Embedding encode(const uint8_t* pixels, int height, int width, int channels) const;
+  // Makes a precomputed embedding current (e.g. from a cache).
+  void set_embedding(const Embedding& e);
+  const Embedding& embedding() const;
+
+  // Decodes one prompt. Coordinates must lie inside the image (InputError otherwise).
+  Prediction predict(const Prompt& prompt, bool multimask_output, bool want_logits = false) const;
+  // Decodes many objects against the current embedding; prompts with the same
+  // structure (point count, box, mask) go through the decoder in one call.
+  std::vector<Prediction> predict_batch(const std::vector<Prompt>& prompts, bool multimask_output,
+                                        bool want_logits = false) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace medicosam::predict
