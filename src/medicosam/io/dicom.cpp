@@ -24,7 +24,7 @@ namespace detail {
 // the user through our exceptions instead.
 void quiet_dcmtk_logging() {
   static std::once_flag once;
-  std::call_once(once, [] { OFLog::configure(OFLogger::ERROR_LOG_LEVEL); });
+  std::call_once(once, [] { OFLog::configure(OFLogger::FATAL_LOG_LEVEL); });
 }
 
 }  // namespace detail
@@ -173,6 +173,33 @@ std::vector<DicomFileHeader> scan_dicom(const std::string& path) {
     throw FormatError(quote_name(path) + ": not a readable DICOM file");
   }
   return out;
+}
+
+void verify_pixel_data(const DicomFileHeader& h) {
+  quiet_dcmtk_logging();
+  DcmFileFormat ff;
+  // Parses the whole structure; large values stay on disk but their lengths
+  // are checked against the file.
+  const OFCondition st =
+      ff.loadFile(h.file.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+  if (st.bad())
+    throw FormatError(quote_name(h.file) + ": DICOM file is damaged or truncated (" + st.text() +
+                      ")");
+  DcmElement* px = nullptr;
+  if (ff.getDataset()->findAndGetElement(DCM_PixelData, px).bad() || !px) {
+    throw FormatError(quote_name(h.file) + ": DICOM file has no pixel data");
+  }
+  const E_TransferSyntax xfer = ff.getDataset()->getOriginalXfer();
+  const DcmXfer x(xfer);
+  if (!x.isEncapsulated()) {
+    const uint64_t bits = static_cast<uint64_t>(h.rows) * h.columns * h.frames *
+                          h.samples_per_pixel * static_cast<uint64_t>(h.bits_allocated);
+    if (static_cast<uint64_t>(px->getLength()) * 8 < bits) {
+      throw FormatError(quote_name(h.file) + ": pixel data holds " +
+                        std::to_string(px->getLength()) + " bytes, the header describes " +
+                        std::to_string(bits / 8) + " (truncated file?)");
+    }
+  }
 }
 
 std::vector<DicomSeriesInfo> group_series(const std::vector<DicomFileHeader>& headers) {

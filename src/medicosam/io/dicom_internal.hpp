@@ -48,6 +48,10 @@ struct DicomSeriesLayout {
 DicomSeriesLayout layout_series(const std::vector<DicomFileHeader>& headers,
                                 const std::string& series_uid, const std::string& path);
 
+// Checks that the file's pixel data is complete (GDCM only warns about
+// truncated pixel data and reads garbage); throws FormatError naming it.
+void verify_pixel_data(const DicomFileHeader& h);
+
 // Reads the voxels of a laid-out series through ITK's GDCMImageIO.
 Volume read_dicom_pixels(const DicomSeriesLayout& layout, const ReadOptions& options);
 

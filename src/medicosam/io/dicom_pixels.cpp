@@ -29,6 +29,7 @@ Volume read_dicom_pixels(const DicomSeriesLayout& layout, const ReadOptions& opt
   std::vector<uint8_t> buffer;
   for (size_t z = 0; z < layout.slices.size(); ++z) {
     const std::string& file = layout.slices[z].file;
+    verify_pixel_data(layout.slices[z]);
     try {
       auto io = itk::GDCMImageIO::New();
       io->SetFileName(file);
@@ -61,6 +62,12 @@ Volume read_dicom_pixels(const DicomSeriesLayout& layout, const ReadOptions& opt
     } catch (const itk::ExceptionObject& e) {
       throw FormatError("'" + file + "': cannot read DICOM pixel data: " + itk_message(e));
     }
+  }
+  // Integer rescale (e.g. CT intercept -1024) widens int16 storage to int32
+  // on paper; CT values almost always fit int16 (HU), so narrow when they do.
+  if (vol.pixel_type() == PixelType::kInt32 || vol.pixel_type() == PixelType::kUInt32) {
+    const auto mm = vol.min_max();
+    if (mm[0] >= -32768 && mm[1] <= 32767) return vol.cast(PixelType::kInt16);
   }
   return vol;
 }

@@ -18,6 +18,7 @@
 
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/dicom_internal.hpp"
+#include "medicosam/io/dicom_seg.hpp"
 #include "medicosam/io/header_check.hpp"
 #include "medicosam/io/itk_util.hpp"
 
@@ -192,6 +193,11 @@ Volume read_image(const std::string& path, const ReadOptions& options) {
 
 LabelMap read_label_map(const std::string& path, const ReadOptions& options) {
   require_file(path);
+  std::error_code ec;
+  if (!fs::is_directory(path, ec) && detect_format(path) == FileFormat::kDicom) {
+    const auto headers = detail::scan_dicom(path);
+    if (headers.size() == 1 && headers[0].modality == "SEG") return read_dicom_seg(path);
+  }
   // Float label files (some NIfTI writers) are accepted if they hold whole numbers.
   return LabelMap::from_volume(read_image(path, options), quote_name(path));
 }
