@@ -37,6 +37,15 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// A header excerpt safe to print: at most 80 characters, no control bytes.
+std::string printable(std::string_view s) {
+  std::string out(s.substr(0, 80));
+  for (char& c : out) {
+    if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
+  }
+  return out;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
@@ -97,7 +106,7 @@ std::vector<double> parse_numbers(std::string_view s, const std::string& name,
     double v = 0;
     if (lower(tok) == "none") continue;
     if (!parse_double(tok, &v) || !std::isfinite(v)) {
-      fail(name, "field '" + field + "' has an invalid number '" + std::string(tok) + "'");
+      fail(name, "field '" + field + "' has an invalid number '" + printable(tok) + "'");
     }
     out.push_back(v);
   }
@@ -244,16 +253,16 @@ class Inflater {
   uint64_t total_out_ = 0;
 };
 
-// Reads the whole ByteSource up to `limit` bytes.
+// Reads the ByteSource up to `limit` bytes (in chunks: headers are small,
+// so never allocate the whole limit up front).
 std::string read_prefix(ByteSource& src, size_t limit) {
-  std::string out(limit, '\0');
-  size_t got = 0;
-  while (got < limit) {
-    const size_t k = src.read(reinterpret_cast<uint8_t*>(&out[got]), limit - got);
+  std::string out;
+  uint8_t buf[16384];
+  while (out.size() < limit) {
+    const size_t k = src.read(buf, std::min(sizeof(buf), limit - out.size()));
     if (k == 0) break;
-    got += k;
+    out.append(reinterpret_cast<const char*>(buf), k);
   }
-  out.resize(got);
   return out;
 }
 
@@ -474,10 +483,8 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
   while (pos < text.size()) {
     if (pos > kMaxTextHeader) fail(name, "NRRD header is longer than 1 MiB");
     size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) {
-      if (!detached) fail(name, "NRRD header is truncated (no empty line before the data)");
-      eol = text.size();
-    }
+    if (eol == std::string_view::npos)
+      eol = text.size();  // a header may end at EOF (detached data)
     std::string_view line = text.substr(pos, eol - pos);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     pos = eol + 1;
@@ -489,14 +496,13 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
     if (line.find(":=") != std::string_view::npos) continue;  // key/value pair
     const size_t colon = line.find(": ");
     if (colon == std::string_view::npos) {
-      fail(name,
-           "NRRD header line '" + std::string(line.substr(0, 80)) + "' is not 'field: value'");
+      fail(name, "NRRD header line '" + printable(line) + "' is not 'field: value'");
     }
     const std::string field = lower(trim(line.substr(0, colon)));
     const std::string_view value = trim(line.substr(colon + 2));
     if (field == "dimension") {
       if (!parse_int(value, &dimension) || dimension < 1 || dimension > 16) {
-        fail(name, "NRRD dimension '" + std::string(value) + "' is invalid");
+        fail(name, "NRRD dimension '" + printable(value) + "' is invalid");
       }
     } else if (field == "type") {
       type = lower(value);
@@ -504,7 +510,7 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
       for (auto tok : split_ws(value)) {
         int64_t v = 0;
         if (!parse_int(tok, &v) || v < 1)
-          fail(name, "NRRD sizes '" + std::string(value) + "' are invalid");
+          fail(name, "NRRD sizes '" + printable(value) + "' are invalid");
         sizes.push_back(v);
       }
     } else if (field == "encoding") {
@@ -540,7 +546,7 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
       const auto toks = split_ws(value);
       if (toks.size() != 1 || lower(toks[0]) == "list" ||
           value.find('%') != std::string_view::npos) {
-        fail(name, "NRRD data split over several files ('" + std::string(value) +
+        fail(name, "NRRD data split over several files ('" + printable(value) +
                        "') is not supported; merge it into one file");
       }
       h.data_file = std::string(toks[0]);
@@ -554,7 +560,10 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
     // Other fields (space, content, centerings, labels, units, ...) do not
     // affect memory or data layout.
   }
-  if (!ended && !detached) fail(name, "NRRD header is truncated (no empty line before the data)");
+  // Attached data needs the empty line; a header with a data file may end at EOF.
+  if (!ended && h.data_file.empty() && !detached) {
+    fail(name, "NRRD header is truncated (no empty line before the data)");
+  }
   if (dimension < 0) fail(name, "NRRD header has no 'dimension' field");
   if (static_cast<int64_t>(sizes.size()) != dimension) {
     fail(name, "NRRD 'sizes' lists " + std::to_string(sizes.size()) + " values for dimension " +
@@ -571,7 +580,7 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
   }
   if (!t) {
     if (alias_match(kNrrd64, type)) fail(name, "64-bit integer NRRD voxels are not supported");
-    fail(name, "NRRD type '" + type + "' is not supported");
+    fail(name, "NRRD type '" + printable(type) + "' is not supported");
   }
   h.component_type = t->type;
   h.component_bytes = t->bytes;
@@ -624,14 +633,14 @@ HeaderSummary parse_nrrd_header(std::string_view text, bool detached, const std:
   } else if (encoding == "hex") {
     h.encoding = DataEncoding::kHex;
   } else {
-    fail(name, "NRRD encoding '" + encoding + "' is not supported");
+    fail(name, "NRRD encoding '" + printable(encoding) + "' is not supported");
   }
   if (h.component_bytes > 1 &&
       (h.encoding == DataEncoding::kRaw || h.encoding == DataEncoding::kGzip ||
        h.encoding == DataEncoding::kHex)) {
     if (endian.empty()) fail(name, "NRRD header has no 'endian' field");
     if (endian != "little" && endian != "big")
-      fail(name, "NRRD endian '" + endian + "' is invalid");
+      fail(name, "NRRD endian '" + printable(endian) + "' is invalid");
   }
   if (byte_skip == -1) {
     if (h.encoding != DataEncoding::kRaw) fail(name, "NRRD byte skip -1 needs raw encoding");
@@ -685,31 +694,29 @@ HeaderSummary parse_metaimage_header(std::string_view text, const std::string& n
     if (trim(line).empty()) continue;
     const size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
-      fail(name,
-           "MetaImage header line '" + std::string(line.substr(0, 80)) + "' is not 'Key = Value'");
+      fail(name, "MetaImage header line '" + printable(line) + "' is not 'Key = Value'");
     }
     const std::string key = lower(trim(line.substr(0, eq)));
     const std::string_view value = trim(line.substr(eq + 1));
     if (key == "objecttype") {
       if (lower(value) != "image")
-        fail(name, "MetaImage ObjectType '" + std::string(value) + "' is not Image");
+        fail(name, "MetaImage ObjectType '" + printable(value) + "' is not Image");
     } else if (key == "ndims") {
       if (!parse_int(value, &ndims) || ndims < 1 || ndims > 4) {
-        fail(name, "MetaImage NDims '" + std::string(value) + "' is invalid");
+        fail(name, "MetaImage NDims '" + printable(value) + "' is invalid");
       }
     } else if (key == "dimsize") {
       for (auto tok : split_ws(value)) {
         int64_t v = 0;
         if (!parse_int(tok, &v) || v < 1)
-          fail(name, "MetaImage DimSize '" + std::string(value) + "' is invalid");
+          fail(name, "MetaImage DimSize '" + printable(value) + "' is invalid");
         dims.push_back(v);
       }
     } else if (key == "elementtype") {
       element_type = lower(value);
     } else if (key == "elementnumberofchannels") {
       if (!parse_int(value, &channels) || channels < 1 || channels > 4) {
-        fail(name,
-             "MetaImage ElementNumberOfChannels '" + std::string(value) + "' is not supported");
+        fail(name, "MetaImage ElementNumberOfChannels '" + printable(value) + "' is not supported");
       }
     } else if (key == "compresseddata") {
       compressed = lower(value) == "true";
@@ -744,7 +751,7 @@ HeaderSummary parse_metaimage_header(std::string_view text, const std::string& n
   for (const auto& mt : kMetaTypes) {
     if (element_type == mt.name) t = &mt;
   }
-  if (!t) fail(name, "MetaImage ElementType '" + element_type + "' is not supported");
+  if (!t) fail(name, "MetaImage ElementType '" + printable(element_type) + "' is not supported");
   while (dims.size() > 3 && dims.back() == 1) dims.pop_back();
   if (dims.size() > 3) fail(name, "4D MetaImage is not supported");
   h.dimension = static_cast<int>(dims.size());

@@ -98,11 +98,20 @@ Slice extract_slice(const Volume& volume, Axis axis, int64_t k) {
   sg.spacing = {g.spacing[p.col_dim], g.spacing[p.row_dim], g.spacing[p.through_dim]};
   const auto col_dir = g.axis_direction(p.col_dim);
   const auto row_dir = g.axis_direction(p.row_dim);
-  const auto n_dir = g.axis_direction(p.through_dim);
-  for (int r = 0; r < 3; ++r) {
-    sg.direction[r * 3 + 0] = p.col_flip ? -col_dir[r] : col_dir[r];
-    sg.direction[r * 3 + 1] = p.row_flip ? -row_dir[r] : row_dir[r];
-    sg.direction[r * 3 + 2] = n_dir[r];
+  std::array<double, 3> c{}, r{};
+  for (int i = 0; i < 3; ++i) {
+    c[i] = p.col_flip ? -col_dir[i] : col_dir[i];
+    r[i] = p.row_flip ? -row_dir[i] : row_dir[i];
+  }
+  // The normal follows from the in-plane directions (not from how the file
+  // stores the through-plane axis), so the slice geometry is canonical.
+  std::array<double, 3> n{c[1] * r[2] - c[2] * r[1], c[2] * r[0] - c[0] * r[2],
+                          c[0] * r[1] - c[1] * r[0]};
+  const double len = std::sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+  for (int i = 0; i < 3; ++i) {
+    sg.direction[i * 3 + 0] = c[i];
+    sg.direction[i * 3 + 1] = r[i];
+    sg.direction[i * 3 + 2] = len > 0 ? n[i] / len : 0.0;
   }
   const auto o = p.voxel(0, 0);
   sg.origin = g.index_to_physical(
