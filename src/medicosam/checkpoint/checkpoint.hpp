@@ -73,9 +73,10 @@ struct WriteOptions {
 
 // Writes `root` as torch.save would (zip, pickle protocol 2, version 3,
 // 64-byte aligned storages, tensors moved to the CPU), atomically. Python's
-// torch.load reads it (torch 1.13 and 2.x; weights_only=True too, as long as
-// the object holds no floats or bytes, which 1.13's weights_only unpickler
-// lacks opcodes for). Tensors must have one of the dtypes in dtype.hpp.
+// torch.load reads it (tested with torch 1.13; the layout and opcodes are the
+// ones torch 2.x writes itself). weights_only=True works too as long as the
+// object holds no floats or bytes, which 1.13's weights_only unpickler lacks
+// opcodes for. Tensors must have one of the dtypes in dtype.hpp.
 // Throws InputError for values that cannot be saved, IoError if writing fails.
 void write_pytorch_checkpoint(const std::string& path, const PyValue& root,
                               const WriteOptions& options = {});
