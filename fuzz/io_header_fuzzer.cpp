@@ -57,7 +57,15 @@ void validate_as_files(const uint8_t* data, size_t size) {
     const char* tmp = std::getenv("TMPDIR");
     return std::string(tmp ? tmp : "/tmp") + "/medicosam_fuzz_" + std::to_string(::getpid());
   }();
-  static const bool made = (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST);
+  static const bool made = [] {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return false;
+    std::atexit([] {  // libFuzzer ends with exit(): leave no scratch files behind
+      for (const char* n : {"f.nii", "f.nii.gz", "f.nrrd", "f.mha"})
+        std::remove((dir + "/" + n).c_str());
+      ::rmdir(dir.c_str());
+    });
+    return true;
+  }();
   if (!made) return;
   struct Case {
     const char* name;

@@ -215,6 +215,17 @@ TEST(DicomSegWriteEmpty, DescribedSegmentWithoutVoxelsStillGetsAFrame) {
   EXPECT_EQ(back.segments[1].name, "Tumour");
 }
 
+TEST(DicomSegWriteEmpty, SourceByPathAndSeriesUid) {
+  TempDir dir;
+  const Volume ct = read_image(shared(kCt));
+  LabelMap lm(ct.geometry());
+  lm.set(1, 2, 0, 1);
+  write_dicom_seg(dir / "seg.dcm", lm, shared(kCt), ct.series_uid);
+  EXPECT_TRUE(same_labels(read_dicom_seg(dir / "seg.dcm", ct.geometry()), lm));
+  EXPECT_THROW(write_dicom_seg(dir / "x.dcm", lm, shared(kCt), "1.2.3.no.such.series"), InputError);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"seg.dcm"});
+}
+
 TEST(DicomSegColour, LabRoundTrip) {
   for (const std::array<uint8_t, 3>& rgb :
        {std::array<uint8_t, 3>{255, 0, 0}, std::array<uint8_t, 3>{12, 200, 99},

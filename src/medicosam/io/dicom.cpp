@@ -344,7 +344,7 @@ DicomSeriesLayout layout_series(const std::vector<DicomFileHeader>& headers,
     if (s.frames > 1) {
       throw FormatError(where + ": multi-frame DICOM (" + std::to_string(s.frames) + " frames in " +
                         quote_name(s.file) +
-                        ") is not supported; convert to single-frame files (e.g. dcmdjpeg/emf2sf)");
+                        ") is not supported; convert it to single-frame files first");
     }
     if (s.rows != h0.rows || s.columns != h0.columns) {
       throw FormatError(where + ": slices differ in size (" + std::to_string(h0.columns) + "x" +

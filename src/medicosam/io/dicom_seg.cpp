@@ -255,6 +255,13 @@ void write_dicom_seg(const std::string& path, const LabelMap& labels,
   });
 }
 
+void write_dicom_seg(const std::string& path, const LabelMap& labels,
+                     const std::string& source_dicom_path, const std::string& series_uid,
+                     const std::vector<SegmentInfo>& segments, const DicomSegOptions& options) {
+  write_dicom_seg(path, labels, load_dicom_source(source_dicom_path, series_uid), segments,
+                  options);
+}
+
 // ---------------------------------------------------------------- reading
 
 namespace {

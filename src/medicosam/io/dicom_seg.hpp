@@ -38,6 +38,14 @@ void write_dicom_seg(const std::string& path, const LabelMap& labels,
                      const DicomSourceSeries& source, const std::vector<SegmentInfo>& segments = {},
                      const DicomSegOptions& options = {});
 
+// Same, with the source given as the DICOM folder (or one of its files) the
+// label map's volume was read from; `series_uid` picks the series (empty =
+// the only image series), e.g. Volume::series_uid of that volume.
+void write_dicom_seg(const std::string& path, const LabelMap& labels,
+                     const std::string& source_dicom_path, const std::string& series_uid,
+                     const std::vector<SegmentInfo>& segments = {},
+                     const DicomSegOptions& options = {});
+
 // Reads a binary (or fractional, thresholded at half) DICOM SEG into a label
 // map: segment number n -> label n (a later segment wins where segments
 // overlap). The grid is derived from the SEG's own plane positions,
