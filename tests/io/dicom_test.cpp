@@ -125,6 +125,7 @@ TEST(DicomSeries, SingleFileIsOneSlice) {
   const Volume v = read_image(ct_file(2));
   EXPECT_EQ(v.size(), (std::array<int64_t, 3>{512, 512, 1}));
   EXPECT_NEAR(v.geometry().origin[2], -127.69, 1e-4);
+  EXPECT_NEAR(v.geometry().spacing[2], 1.25, 1e-9);  // SliceThickness
 }
 
 TEST(DicomSeries, MixedSeriesNeedAChoice) {

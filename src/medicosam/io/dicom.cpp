@@ -126,6 +126,7 @@ bool parse_header(const std::string& path, DicomFileHeader* h) {
   double v = 0;
   if (get_doubles(ds, DCM_RescaleSlope, &v, 1) && v != 0.0) h->slope = v;
   if (get_doubles(ds, DCM_RescaleIntercept, &v, 1)) h->intercept = v;
+  if (get_doubles(ds, DCM_SliceThickness, &v, 1) && v > 0) h->slice_thickness = v;
   static const char* kNonImage[] = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR",
                                     "PR",  "KO",       "REG",    "RWV"};
   bool non_image = false;
@@ -402,6 +403,8 @@ DicomSeriesLayout layout_series(const std::vector<DicomFileHeader>& headers,
   }
   if (slices.size() == 1) {
     g.origin = slices[0].has_position ? slices[0].position : std::array<double, 3>{0, 0, 0};
+    // One slice: its thickness is the best voxel depth there is.
+    if (slices[0].slice_thickness > 0) g.spacing[2] = slices[0].slice_thickness;
   } else {
     for (const auto& s : slices) {
       if (!s.has_position) {

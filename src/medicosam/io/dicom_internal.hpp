@@ -26,7 +26,8 @@ struct DicomFileHeader {
   int64_t rows = 0, columns = 0, frames = 1;
   int samples_per_pixel = 1, bits_allocated = 16, pixel_representation = 0;
   double slope = 1.0, intercept = 0.0;
-  bool is_image = false;  // has Rows/Columns and is not SEG/RTSTRUCT/SR/...
+  double slice_thickness = 0.0;  // 0 = unknown
+  bool is_image = false;         // has Rows/Columns and is not SEG/RTSTRUCT/SR/...
 };
 
 // Headers of every DICOM file under `path` (folder, recursive; or one file).
