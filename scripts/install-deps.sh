@@ -7,7 +7,7 @@ PKGS=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
   # engine
-  libtorch-dev libopenblas0-openmp libjemalloc2
+  libtorch-dev libgloo-dev libopenblas0-openmp libjemalloc2
   # medical I/O
   libinsighttoolkit5-dev libgdcm-tools libdcmtk-dev dcmtk dicom3tools
   # images, CLI, server, logging

@@ -1,1 +1,34 @@
-int main() { return 0; }
+// medicosam: interactive and automatic segmentation of medical images with
+// Segment-Anything-family models. One subcommand per user task.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "commands.hpp"
+#include "medicosam/core/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"medicosam: segment medical images with SAM / MedicoSAM models, natively"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "medicosam 0.1.0");
+  medicosam::cli::register_info(app);
+  medicosam::cli::register_embed(app);
+  medicosam::cli::register_segment(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const medicosam::Error& e) {
+    std::fprintf(stderr, "medicosam: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    // Anything else is a bug or an environment problem; still one line, no abort.
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));  // torch errors append a backtrace
+    std::fprintf(stderr, "medicosam: internal error: %s\n", what.c_str());
+    return 2;
+  }
+  return 0;
+}

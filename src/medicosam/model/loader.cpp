@@ -93,7 +93,14 @@ LoadedSam load_sam(const std::string& path, const torch::Device& device) {
   tensors.reserve(ckpt.model_state.size());
   std::string dtype;
   for (auto& nt : ckpt.model_state) {
-    if (dtype.empty() && nt.tensor.is_floating_point()) dtype = c10::toString(nt.tensor.scalar_type());
+    if (dtype.empty() && nt.tensor.is_floating_point()) {
+      const auto t = nt.tensor.scalar_type();
+      dtype = t == torch::kFloat32   ? "float32"
+              : t == torch::kFloat16 ? "float16"
+              : t == torch::kBFloat16 ? "bfloat16"
+              : t == torch::kFloat64  ? "float64"
+                                      : c10::toString(t);
+    }
     tensors.emplace_back(nt.name, nt.tensor);
   }
   // Keys that are not SAM's (e.g. a trainer's extra heads) are reported by

@@ -95,8 +95,10 @@ std::string fmt(double v) {
   return s.str();
 }
 
-void check_prompt(const Prompt& p, const Size2& size, int low_res, size_t index) {
-  const std::string where = "prompt " + std::to_string(index) + ": ";
+}  // namespace
+
+void validate_prompt(const Prompt& p, Size2 size, int low_res, size_t index) {
+  const std::string where = index == 0 ? std::string() : "prompt " + std::to_string(index) + ": ";
   if (p.empty()) throw InputError(where + "no points, box or mask given");
   const double W = size.width, H = size.height;
   for (const auto& pt : p.points) {
@@ -123,13 +125,11 @@ void check_prompt(const Prompt& p, const Size2& size, int low_res, size_t index)
                        ") has x1 < x0 or y1 < y0");
     }
   }
-  if (p.mask_input && p.mask_input->size() != static_cast<size_t>(low_res) * low_res) {
+  if (low_res > 0 && p.mask_input && p.mask_input->size() != static_cast<size_t>(low_res) * low_res) {
     throw InputError(where + "mask input has " + std::to_string(p.mask_input->size()) + " values, expected " +
                      std::to_string(low_res) + "x" + std::to_string(low_res));
   }
 }
-
-}  // namespace
 
 SamPredictor::SamPredictor(const std::string& checkpoint, const PredictorOptions& options)
     : impl_(std::make_unique<Impl>()) {
@@ -217,7 +217,7 @@ std::vector<Prediction> SamPredictor::predict_batch(const std::vector<Prompt>& p
   if (prompts.empty()) throw InputError("no prompt given");
   const auto& emb = *impl_->current.impl;
   const int L = impl_->summary.low_res_size;
-  for (size_t i = 0; i < prompts.size(); ++i) check_prompt(prompts[i], emb.original, L, i);
+  for (size_t i = 0; i < prompts.size(); ++i) validate_prompt(prompts[i], emb.original, L, prompts.size() > 1 ? i + 1 : 0);
 
   // Group prompts of the same structure so each group is one decoder call.
   std::map<std::tuple<size_t, bool, bool>, std::vector<size_t>> groups;

@@ -53,6 +53,12 @@ struct Prediction {
   std::vector<float> low_res(int i) const;
 };
 
+// Throws InputError if `p` is empty, has points or a box outside an image of
+// `image_size`, a label other than 0/1, or a mask input that is not
+// low_res_size^2 values (low_res_size 0 skips that check). `index` numbers the
+// prompt in messages about batches.
+void validate_prompt(const Prompt& p, Size2 image_size, int low_res_size = 0, size_t index = 0);
+
 struct PredictorOptions {
   int threads = 0;             // 0 = all cores
   std::string device = "cpu";  // "cpu" or "cuda" (when libtorch has CUDA)
