@@ -37,7 +37,8 @@ class SliceSegmenter {
   // Side of the square low-res logits accepted as mask input (0: no mask prompts).
   virtual int low_res_size() const = 0;
   // Decodes one prompt on slice z (0 <= z < num_slices()).
-  virtual predict::Prediction predict(int z, const predict::Prompt& prompt, bool multimask_output) = 0;
+  virtual predict::Prediction predict(int z, const predict::Prompt& prompt,
+                                      bool multimask_output) = 0;
 };
 
 // SliceSegmenter over an ImageSegmenter (SAM predictor, oracle, baseline) and a
@@ -47,7 +48,8 @@ class SliceSegmenter {
 class ImageStackSegmenter : public SliceSegmenter {
  public:
   using SliceImage = std::function<io::RGB8Image(int z)>;
-  ImageStackSegmenter(ImageSegmenter& segmenter, int num_slices, predict::Size2 slice_size, SliceImage image);
+  ImageStackSegmenter(ImageSegmenter& segmenter, int num_slices, predict::Size2 slice_size,
+                      SliceImage image);
   int num_slices() const override { return num_slices_; }
   predict::Size2 slice_size() const override { return size_; }
   int low_res_size() const override { return segmenter_.low_res_size(); }
@@ -105,13 +107,13 @@ std::vector<float> mask_logits_from_mask(const BinaryMask& mask, int low_res_siz
 
 // The whole prompt for projecting `mask` onto a neighbouring slice. Empty
 // prompt for an empty mask.
-predict::Prompt prompt_from_mask(const BinaryMask& mask, const ProjectionFlags& flags, double box_extension,
-                                 int low_res_size);
+predict::Prompt prompt_from_mask(const BinaryMask& mask, const ProjectionFlags& flags,
+                                 double box_extension, int low_res_size);
 
 // Segments slice z from a mask prompt (micro_sam `segment_from_mask`, single
 // mask output). An empty mask gives an empty result without a decoder call.
-BinaryMask segment_from_mask(SliceSegmenter& segmenter, int z, const BinaryMask& mask, const ProjectionFlags& flags,
-                             double box_extension);
+BinaryMask segment_from_mask(SliceSegmenter& segmenter, int z, const BinaryMask& mask,
+                             const ProjectionFlags& flags, double box_extension);
 
 // micro_sam's compute_iou: |A and B| / (|A or B| + 1e-7) (0 for two empty masks).
 double mask_iou(const BinaryMask& a, const BinaryMask& b);
@@ -133,10 +135,10 @@ struct PropagationOptions {
 
 // One decoder step of a propagation, in the order they happened.
 struct PropagationStep {
-  int z = 0;           // slice decoded
-  int from = 0;        // slice whose mask gave the prompt (-1: OR of both neighbours)
-  double iou = 0.0;    // IoU with the prompting mask (outward steps)
-  bool written = true; // false: stopped here by the IoU threshold, slice left as it was
+  int z = 0;            // slice decoded
+  int from = 0;         // slice whose mask gave the prompt (-1: OR of both neighbours)
+  double iou = 0.0;     // IoU with the prompting mask (outward steps)
+  bool written = true;  // false: stopped here by the IoU threshold, slice left as it was
 };
 
 struct PropagationResult {
@@ -160,7 +162,9 @@ struct PropagationResult {
 //     slice from the OR of its two neighbours).
 // Throws InputError for no annotated slices, indices out of range, or masks of
 // the wrong size.
-PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter, std::vector<BinaryMask>& segmentation,
-                                         std::vector<int> annotated_slices, const PropagationOptions& options = {});
+PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter,
+                                         std::vector<BinaryMask>& segmentation,
+                                         std::vector<int> annotated_slices,
+                                         const PropagationOptions& options = {});
 
 }  // namespace medicosam::segment
