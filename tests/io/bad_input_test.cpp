@@ -322,5 +322,60 @@ TEST(HeaderParsers, DetectFormat) {
   EXPECT_THROW(read_image(dir / "x.bin"), FormatError);
 }
 
+// ---------------------------------------------------------------- regressions
+
+// Inputs that made ITK's PNG/JPEG readers or GDCM abort the process (found by
+// mutating the fixtures); each must now be a FormatError.
+std::string with_bytes(std::string bytes, std::initializer_list<std::pair<size_t, uint8_t>> edits) {
+  for (const auto& [offset, value] : edits) bytes[offset] = static_cast<char>(value);
+  return bytes;
+}
+
+TEST(Regression, CorruptPngChunksDoNotAbort) {
+  TempDir dir;
+  write_bytes(dir / "a.png", with_bytes(read_bytes(test::fixture("gray16.png")),
+                                        {{13, 0x7c}, {87, 0xdb}, {207, 0x50}, {232, 0x77}}));
+  EXPECT_THROW(read_image(dir / "a.png"), FormatError);
+  write_bytes(dir / "b.png", read_bytes(test::fixture("palette.png")).substr(0, 515));
+  EXPECT_THROW(read_image(dir / "b.png"), FormatError);
+  write_bytes(dir / "c.png",
+              with_bytes(read_bytes(test::fixture("palette.png")), {{12, 'X'}}));  // bad chunk type
+  EXPECT_THROW(read_image(dir / "c.png"), FormatError);
+}
+
+TEST(Regression, CorruptJpegHeaderDoesNotAbort) {
+  TempDir dir;
+  write_bytes(dir / "a.jpg",
+              with_bytes(read_bytes(test::shared("data/hc18_fetal_head/images/hc18_000.jpg")),
+                         {{113, 0x05}, {178, 0x98}}));
+  EXPECT_THROW(read_image(dir / "a.jpg"), FormatError);
+  write_bytes(dir / "cmyk.jpg", std::string("\xff\xd8\xff", 3) + std::string(40, '\0'));
+  EXPECT_THROW(read_image(dir / "cmyk.jpg"), FormatError);
+}
+
+TEST(Regression, DicomMetaHeaderWithInvalidVrDoesNotAbort) {
+  TempDir dir;
+  // (0002,0002) MediaStorageSOPClassUID: VR "UI" -> "UB" (GDCM asserted on it).
+  const std::string ct = read_bytes(test::shared("data/ct_dicom_seg_dcmqi/ct_dicom/01.dcm"));
+  ASSERT_EQ(ct.substr(0xa2, 2), "UI");
+  write_bytes(dir / "bad.dcm", with_bytes(ct, {{0xa3, 'B'}}));
+  EXPECT_THROW(read_image(dir / "bad.dcm"), FormatError);
+}
+
+TEST(Regression, TiffDirectoryLoopIsRefusedNotFollowedForever) {
+  TempDir dir;
+  const std::string tif = read_bytes(test::fixture("gray16.tif"));
+  ASSERT_EQ(tif.substr(0, 4), std::string("II*\0", 4));
+  // One IFD at offset 8 with 9 entries; its "next IFD" field points to itself,
+  // or into the middle of itself (which made ITK/libtiff spin).
+  write_bytes(dir / "self.tif", with_bytes(tif, {{118, 8}, {119, 0}, {120, 0}, {121, 0}}));
+  const std::string msg = error_of([&] { read_image(dir / "self.tif"); });
+  EXPECT_NE(msg.find("loop"), std::string::npos) << msg;
+  write_bytes(dir / "inside.tif", with_bytes(tif, {{118, 0x74}}));
+  EXPECT_THROW(read_image(dir / "inside.tif"), FormatError);
+  write_bytes(dir / "past.tif", with_bytes(tif, {{4, 0xff}, {5, 0xff}}));
+  EXPECT_THROW(read_image(dir / "past.tif"), FormatError);
+}
+
 }  // namespace
 }  // namespace medicosam::io

@@ -176,8 +176,59 @@ std::vector<DicomFileHeader> scan_dicom(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// GDCM (Debian builds keep its asserts) aborts on a file meta group with an
+// invalid VR instead of reporting an error; DCMTK tolerates such files. So the
+// group is checked here before GDCM sees the file.
+void check_file_meta_group(const std::string& file) {
+  std::ifstream f(file, std::ios::binary);
+  std::string head(1 << 16, '\0');
+  f.read(&head[0], static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(f.gcount()));
+  if (head.size() < 132 || head.compare(128, 4, "DICM") != 0) return;  // no meta group
+  static const char* kVrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD",
+                               "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
+                               "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC",
+                               "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+  static const char* kLongVrs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
+                                   "SV", "UC", "UN", "UR", "UT", "UV"};
+  auto u16 = [&](size_t o) {
+    return static_cast<unsigned>(static_cast<uint8_t>(head[o])) |
+           (static_cast<unsigned>(static_cast<uint8_t>(head[o + 1])) << 8);
+  };
+  size_t pos = 132;
+  while (pos + 8 <= head.size() && u16(pos) == 0x0002) {
+    const std::string vr = head.substr(pos + 4, 2);
+    if (std::find_if(std::begin(kVrs), std::end(kVrs), [&](const char* v) { return vr == v; }) ==
+        std::end(kVrs)) {
+      throw FormatError(quote_name(file) + ": DICOM file meta information is damaged (invalid VR)");
+    }
+    const bool long_vr = std::find_if(std::begin(kLongVrs), std::end(kLongVrs),
+                                      [&](const char* v) { return vr == v; }) != std::end(kLongVrs);
+    uint64_t length = 0;
+    size_t value = 0;
+    if (long_vr) {
+      if (pos + 12 > head.size()) break;
+      length = u16(pos + 8) | (static_cast<uint64_t>(u16(pos + 10)) << 16);
+      value = pos + 12;
+    } else {
+      length = u16(pos + 6);
+      value = pos + 8;
+    }
+    if (length == 0xffffffffu || value + length > head.size()) {
+      throw FormatError(quote_name(file) +
+                        ": DICOM file meta information is damaged (bad element length)");
+    }
+    pos = value + static_cast<size_t>(length);
+  }
+}
+
+}  // namespace
+
 void verify_pixel_data(const DicomFileHeader& h) {
   quiet_dcmtk_logging();
+  check_file_meta_group(h.file);
   DcmFileFormat ff;
   // Parses the whole structure; large values stay on disk but their lengths
   // are checked against the file.

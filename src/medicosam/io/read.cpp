@@ -3,24 +3,25 @@
 #include "medicosam/io/read.hpp"
 
 #include <itkBMPImageIO.h>
-#include <itkJPEGImageIO.h>
 #include <itkMetaImageIO.h>
 #include <itkNiftiImageIO.h>
 #include <itkNrrdImageIO.h>
-#include <itkPNGImageIO.h>
 #include <itkTIFFImageIO.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/dicom_internal.hpp"
 #include "medicosam/io/dicom_seg.hpp"
 #include "medicosam/io/header_check.hpp"
 #include "medicosam/io/itk_util.hpp"
+#include "medicosam/io/raster.hpp"
 
 namespace medicosam::io {
 namespace fs = std::filesystem;
@@ -44,10 +45,6 @@ itk::ImageIOBase::Pointer make_io(FileFormat f) {
       return itk::NrrdImageIO::New().GetPointer();
     case FileFormat::kMetaImage:
       return itk::MetaImageIO::New().GetPointer();
-    case FileFormat::kPng:
-      return itk::PNGImageIO::New().GetPointer();
-    case FileFormat::kJpeg:
-      return itk::JPEGImageIO::New().GetPointer();
     case FileFormat::kTiff:
       return itk::TIFFImageIO::New().GetPointer();
     case FileFormat::kBmp:
@@ -57,17 +54,53 @@ itk::ImageIOBase::Pointer make_io(FileFormat f) {
   }
 }
 
-// libjpeg only warns about a missing end of image; PIL refuses such files,
-// and so do we.
-void check_jpeg_complete(const std::string& path) {
+// libtiff (through ITK) follows the chain of image directories to count
+// pages; a damaged "next IFD" offset that points back into the chain makes it
+// loop forever. Walk the chain first: every IFD inside the file, no loops.
+void check_tiff_directories(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
-  const std::streamoff size = f.tellg();
-  const std::streamoff tail = std::min<std::streamoff>(size, 4096);
-  std::string buf(static_cast<size_t>(tail), '\0');
-  f.seekg(size - tail);
-  f.read(&buf[0], tail);
-  if (buf.find("\xff\xd9") == std::string::npos) {
-    throw FormatError(quote_name(path) + ": JPEG is truncated (no end-of-image marker)");
+  const uint64_t size = static_cast<uint64_t>(f.tellg());
+  f.seekg(0);
+  auto read = [&](uint64_t offset, size_t n, uint8_t* out) {
+    if (offset + n > size)
+      throw FormatError(quote_name(path) + ": TIFF directory points past the end of the file");
+    f.seekg(static_cast<std::streamoff>(offset));
+    f.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(n));
+    if (!f) throw FormatError(quote_name(path) + ": cannot read TIFF directory");
+  };
+  uint8_t h[16] = {0};
+  read(0, 8, h);
+  const bool little = h[0] == 'I';
+  auto num = [&](const uint8_t* p, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i)
+      v |= static_cast<uint64_t>(p[little ? i : bytes - 1 - i]) << (8 * i);
+    return v;
+  };
+  const bool big = num(h + 2, 2) == 43;
+  uint64_t offset = num(h + 4, 4);
+  if (big) {
+    read(0, 16, h);
+    offset = num(h + 8, 8);
+  }
+  std::vector<uint64_t> seen;
+  while (offset != 0) {
+    if (std::find(seen.begin(), seen.end(), offset) != seen.end()) {
+      throw FormatError(quote_name(path) + ": damaged TIFF (image directories form a loop)");
+    }
+    if (seen.size() >= 65536)
+      throw FormatError(quote_name(path) + ": TIFF with more than 65536 pages");
+    seen.push_back(offset);
+    uint8_t buf[8];
+    read(offset, big ? 8 : 2, buf);
+    const uint64_t entries = num(buf, big ? 8 : 2);
+    if (entries == 0 || entries > 4096) {
+      throw FormatError(quote_name(path) + ": damaged TIFF directory (" + std::to_string(entries) +
+                        " entries)");
+    }
+    const uint64_t next_at = offset + (big ? 8 + entries * 20 : 2 + entries * 12);
+    read(next_at, big ? 8 : 4, buf);
+    offset = num(buf, big ? 8 : 4);
   }
 }
 
@@ -101,7 +134,7 @@ OpenedImage open_image(const std::string& path, FileFormat format, const ReadOpt
   const bool checked = format == FileFormat::kNifti || format == FileFormat::kNrrd ||
                        format == FileFormat::kMetaImage;
   if (checked) h = validate_image_file(path, format, options.max_bytes);
-  if (format == FileFormat::kJpeg) check_jpeg_complete(path);
+  if (format == FileFormat::kTiff) check_tiff_directories(path);
   OpenedImage img;
   img.format = format;
   img.io = make_io(format);
@@ -187,6 +220,8 @@ Volume read_image(const std::string& path, const ReadOptions& options) {
     return detail::read_dicom_pixels(layout, options);
   }
   const FileFormat format = detect_or_throw(path);
+  if (format == FileFormat::kPng) return detail::read_png(path, options.max_bytes);
+  if (format == FileFormat::kJpeg) return detail::read_jpeg(path, options.max_bytes);
   OpenedImage img = open_image(path, format, options);
   return read_pixels(path, img);
 }
@@ -226,8 +261,17 @@ ImageInfo probe_image(const std::string& path, const ReadOptions& options) {
     return info;
   }
   const FileFormat format = detect_or_throw(path);
-  OpenedImage img = open_image(path, format, options);
   info.format = format_name(format);
+  if (format == FileFormat::kPng || format == FileFormat::kJpeg) {
+    // 2D raster images are small: decode them (this also validates them).
+    const Volume v = read_image(path, options);
+    info.geometry = v.geometry();
+    info.pixel_type = v.pixel_type();
+    info.components = v.components();
+    info.orientation = orientation_code(info.geometry);
+    return info;
+  }
+  OpenedImage img = open_image(path, format, options);
   info.geometry = img.info.geometry;
   info.pixel_type = img.info.pixel_type;
   info.components = img.info.components >= 3 ? 3 : 1;
