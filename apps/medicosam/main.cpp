@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   medicosam::cli::register_info(app);
   medicosam::cli::register_embed(app);
   medicosam::cli::register_segment(app);
+  medicosam::cli::register_propagate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -470,3 +470,14 @@ PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter,
 }
 
 }  // namespace medicosam::segment
+
+namespace medicosam::segment {
+
+BinaryMask segment_from_prompt(SliceSegmenter& segmenter, int z, const predict::Prompt& prompt) {
+  const bool best_of_three =
+      prompt.points.size() == 1 && prompt.points[0].label == 1 && !prompt.box && !prompt.mask_input;
+  const auto pred = segmenter.predict(z, prompt, best_of_three);
+  return BinaryMask(pred.height, pred.width, pred.mask(best_of_three ? pred.best() : 0));
+}
+
+}  // namespace medicosam::segment

@@ -168,3 +168,12 @@ PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter,
                                          const PropagationOptions& options = {});
 
 }  // namespace medicosam::segment
+
+namespace medicosam::segment {
+
+// Segments slice z from user prompts with micro_sam's choice of outputs: a
+// single positive point asks for 3 masks and keeps the one with the highest
+// predicted IoU (segment_from_points); anything else decodes one mask.
+BinaryMask segment_from_prompt(SliceSegmenter& segmenter, int z, const predict::Prompt& prompt);
+
+}  // namespace medicosam::segment
