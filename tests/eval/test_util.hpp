@@ -1,0 +1,109 @@
+#pragma once
+// Synthetic images, masks and dataset folders for the eval tests.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "medicosam/eval/dataset.hpp"
+#include "medicosam/segment/prompt_sampling.hpp"
+
+namespace medicosam::eval::testing {
+
+inline segment::BinaryMask rect_mask(int h, int w, int x0, int y0, int x1, int y1) {
+  segment::BinaryMask m(h, w);
+  for (int y = y0; y < y1; ++y)
+    for (int x = x0; x < x1; ++x) m.data[size_t(y) * w + x] = 1;
+  return m;
+}
+
+inline segment::BinaryMask disc_mask(int h, int w, int cx, int cy, int r) {
+  segment::BinaryMask m(h, w);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      m.data[size_t(y) * w + x] = (x - cx) * (x - cx) + (y - cy) * (y - cy) <= r * r;
+  return m;
+}
+
+inline segment::BinaryMask mask_or(segment::BinaryMask a, const segment::BinaryMask& b) {
+  for (size_t i = 0; i < a.data.size(); ++i) a.data[i] |= b.data[i];
+  return a;
+}
+
+// Dark noisy background, bright objects where `fg` is set (easy for GrabCut).
+inline io::RGB8Image synthetic_image(const segment::BinaryMask& fg, unsigned seed = 1) {
+  io::RGB8Image img;
+  img.height = fg.height;
+  img.width = fg.width;
+  img.data.resize(size_t(fg.height) * fg.width * 3);
+  unsigned s = seed;
+  for (size_t i = 0; i < fg.data.size(); ++i) {
+    s = s * 1103515245u + 12345u;
+    const int noise = int((s >> 16) % 21) - 10;
+    const int base = fg.data[i] ? 200 : 40;
+    img.data[i * 3 + 0] = uint8_t(std::clamp(base + noise, 0, 255));
+    img.data[i * 3 + 1] = uint8_t(std::clamp(base / 2 + noise, 0, 255));
+    img.data[i * 3 + 2] = uint8_t(std::clamp(255 - base + noise, 0, 255));
+  }
+  return img;
+}
+
+inline void write_png(const std::filesystem::path& p, const segment::BinaryMask& m,
+                      uint8_t value = 255) {
+  cv::Mat img(m.height, m.width, CV_8UC1);
+  for (size_t i = 0; i < m.data.size(); ++i) img.data[i] = m.data[i] ? value : 0;
+  cv::imwrite(p.string(), img);
+}
+
+inline void write_rgb_png(const std::filesystem::path& p, const io::RGB8Image& rgb) {
+  cv::Mat m(rgb.height, rgb.width, CV_8UC3, const_cast<uint8_t*>(rgb.data.data())), bgr;
+  cv::cvtColor(m, bgr, cv::COLOR_RGB2BGR);
+  cv::imwrite(p.string(), bgr);
+}
+
+// A fresh temporary folder, removed by the destructor.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    path = std::filesystem::temp_directory_path() /
+           ("medicosam_eval_" + tag + "_" + std::to_string(::getpid()) + "_" +
+            std::to_string(std::rand()));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// A small binary dataset: images/, masks/, split.json with `n` images
+// (img_00 ..), each with one or two bright discs; all in "test".
+inline void write_binary_dataset(const std::filesystem::path& root, int n, int h = 96,
+                                 int w = 128) {
+  std::filesystem::create_directories(root / "images");
+  std::filesystem::create_directories(root / "masks");
+  std::string names;
+  for (int i = 0; i < n; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "img_%02d", i);
+    auto m = disc_mask(h, w, 30 + 3 * i, 40, 14 + i % 4);
+    if (i % 2) m = mask_or(m, rect_mask(h, w, 80, 20, 110, 70));
+    write_rgb_png(root / "images" / (std::string(name) + ".png"),
+                  synthetic_image(m, unsigned(i + 1)));
+    write_png(root / "masks" / (std::string(name) + ".png"), m);
+    names += std::string(names.empty() ? "" : ", ") + "\"" + name + "\"";
+  }
+  std::FILE* f = std::fopen((root / "split.json").c_str(), "w");
+  std::fprintf(f, "{\"train\": [], \"val\": [], \"test\": [%s]}\n", names.c_str());
+  std::fclose(f);
+}
+
+}  // namespace medicosam::eval::testing
