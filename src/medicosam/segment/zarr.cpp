@@ -216,6 +216,20 @@ void write_chunk(const std::string& dir, const ArrayMeta& m, const std::vector<i
     return;
   }
   const auto id = m.compressor.value("id", std::string());
+#ifdef MEDICOSAM_HAVE_BLOSC
+  if (id == "blosc") {  // e.g. resuming a cache that zarr-python started
+    std::vector<uint8_t> packed(bytes.size() + BLOSC_MAX_OVERHEAD);
+    int shuffle = m.compressor.value("shuffle", 1);
+    if (shuffle < 0) shuffle = 1;  // numcodecs AUTOSHUFFLE: byte shuffle for multi-byte items
+    const std::string cname = m.compressor.value("cname", std::string("lz4"));
+    const int n =
+        blosc_compress_ctx(m.compressor.value("clevel", 5), shuffle, m.item_size(), bytes.size(),
+                           bytes.data(), packed.data(), packed.size(), cname.c_str(), 0, 1);
+    if (n <= 0) throw IoError("blosc compression failed for '" + path + "'");
+    write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(packed.data()), n));
+    return;
+  }
+#endif
   if (id != "zlib" && id != "gzip") throw Error("writing " + id + " chunks is not supported");
   const auto packed = deflate_bytes(bytes, id == "gzip", m.compressor.value("level", 1));
   write_file_atomic(path,
