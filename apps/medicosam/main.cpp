@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   medicosam::cli::register_embed(app);
   medicosam::cli::register_segment(app);
   medicosam::cli::register_propagate(app);
+  medicosam::cli::register_session(app);
+  medicosam::cli::register_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
