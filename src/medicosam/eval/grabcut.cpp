@@ -55,8 +55,10 @@ std::vector<uint8_t> GrabCutSegmenter::segment(const predict::Prompt& p) const {
             cy0 = std::clamp(int(std::floor(y0)), 0, H - 1);
   const int cx1 = std::clamp(std::max(int(std::ceil(x1)), cx0 + 1), 1, W);
   const int cy1 = std::clamp(std::max(int(std::ceil(y1)), cy0 + 1), 1, H);
-  const int mx = std::max(10, int(std::lround(options_.roi_margin * (cx1 - cx0))));
-  const int my = std::max(10, int(std::lround(options_.roi_margin * (cy1 - cy0))));
+  // Without a box the extent is a guess: give the colour models a wider view.
+  const double margin = p.box ? options_.roi_margin : std::max(1.0, options_.roi_margin);
+  const int mx = std::max(10, int(std::lround(margin * (cx1 - cx0))));
+  const int my = std::max(10, int(std::lround(margin * (cy1 - cy0))));
   const cv::Rect roi(cv::Point(std::max(0, cx0 - mx), std::max(0, cy0 - my)),
                      cv::Point(std::min(W, cx1 + mx), std::min(H, cy1 + my)));
 
@@ -107,8 +109,19 @@ std::vector<uint8_t> GrabCutSegmenter::segment(const predict::Prompt& p) const {
   if (n_fg >= 10 && n_bg >= 10) {  // GrabCut's GMMs need samples of both
     try {
       cv::Mat bgd_model, fgd_model;
-      cv::grabCut(img, trimap, cv::Rect(), bgd_model, fgd_model, options_.iterations,
-                  cv::GC_INIT_WITH_MASK);
+      // GrabCut seeds its GMMs with k-means on OpenCV's thread-local RNG: fix
+      // its state so a prompt always gives the same mask, whatever ran before.
+      cv::RNG& rng = cv::theRNG();
+      const uint64_t saved = rng.state;
+      rng.state = 0x9e3779b97f4a7c15ULL;
+      try {
+        cv::grabCut(img, trimap, cv::Rect(), bgd_model, fgd_model, options_.iterations,
+                    cv::GC_INIT_WITH_MASK);
+      } catch (...) {
+        rng.state = saved;
+        throw;
+      }
+      rng.state = saved;
       fg_small = (trimap == cv::GC_FGD) | (trimap == cv::GC_PR_FGD);
     } catch (const cv::Exception&) {
       // Degenerate colour statistics: keep the prior (the trimap's foreground).

@@ -14,13 +14,15 @@
 //    what clicks alone give a colour model, not a fair point-prompt method;
 //  - clicks: positive points mark discs of `point_radius` px as sure
 //    foreground, negative points as sure background;
-//  - the ROI is the box (or prior square) grown by `roi_margin` of its size
-//    (at least 10 px) on each side; outside it is background. It is
+//  - the ROI is the box grown by `roi_margin` of its size (the prior square
+//    by at least its own size), at least 10 px, on each side; outside it is
+//    background. It is
 //    downscaled so its longer side is at most `max_side` px (speed); the
 //    result is upscaled back (bilinear on the 0/1 mask, threshold 0.5).
 // GrabCut is stateless here: every call starts from the prompt (micro_sam's
-// protocol re-sends all clicks each round), so results do not depend on call
-// order. Previous masks (mask_input) are ignored; low_res_size() is 0.
+// protocol re-sends all clicks each round), and its k-means seeding is fixed,
+// so a prompt always gives the same mask. Previous masks (mask_input) are ignored; low_res_size()
+// is 0.
 #include <string>
 #include <vector>
 

@@ -438,8 +438,10 @@ void write_interactive2d_report(const std::string& out_dir,
         "|\n|---|---|---|---:|---:|---:|---:|---:|\n";
   for (const auto& ds : datasets) {
     double best[4] = {-1, -1, -1, -1};
+    int n_methods = 0;
     for (size_t k = 0; k < results.size(); ++k) {
       if (results[k].dataset != ds) continue;
+      ++n_methods;
       const std::optional<double> v[4] = {sums[k].point, sums[k].box, sums[k].i_p, sums[k].i_b};
       for (int i = 0; i < 4; ++i)
         if (v[i] && std::isfinite(*v[i])) best[i] = std::max(best[i], *v[i]);
@@ -451,7 +453,7 @@ void write_interactive2d_report(const std::string& out_dir,
       md << "| " << ds << " | " << results[k].split << " | " << results[k].method << " | "
          << results[k].images;
       for (int i = 0; i < 4; ++i)
-        md << " | " << fmt_opt(v[i], v[i] && *v[i] == best[i] && best[i] >= 0);
+        md << " | " << fmt_opt(v[i], n_methods > 1 && v[i] && *v[i] == best[i] && best[i] >= 0);
       md << " |\n";
     }
   }

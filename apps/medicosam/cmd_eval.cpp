@@ -1,0 +1,278 @@
+// `medicosam eval`: models and classical baselines through MedicoSAM's
+// evaluation protocols on datasets, into a report folder (docs/evaluation.md).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+
+#include "cli_common.hpp"
+#include "commands.hpp"
+#include "medicosam/core/error.hpp"
+#include "medicosam/eval/dataset.hpp"
+#include "medicosam/eval/grabcut.hpp"
+#include "medicosam/eval/interactive2d.hpp"
+#include "medicosam/eval/report.hpp"
+#include "medicosam/segment/segmenter.hpp"
+
+namespace medicosam::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct EvalArgs {
+  std::vector<std::string> models;
+  std::vector<std::string> data;
+  std::vector<std::string> baselines;
+  std::string split = "test";
+  std::string protocol = "interactive2d";
+  std::string out;
+  int threads = 0;
+  std::string device = "cpu";
+  // interactive2d
+  int iterations = 8;
+  std::vector<std::string> starts{"point", "box"};
+  uint64_t seed = 0;
+  bool no_masks = false;
+  int min_size = 20;
+  int64_t limit = 0;
+  int resize = 0;
+  std::string normalize = "minmax";
+  double nsd_tolerance = 2.0;
+  int overlays = 1;
+  int batch_size = 32;
+  bool quiet = false;
+  // GrabCut
+  int grabcut_iterations = 3;
+  int grabcut_max_side = 256;
+};
+
+// A method to evaluate: a model checkpoint or a baseline.
+struct Method {
+  std::string name;
+  std::string checkpoint;  // empty for baselines
+  std::string baseline;    // "grabcut"
+};
+
+std::string quote_if_needed(const std::string& s) {
+  if (!s.empty() && s.find_first_of(" \t\"'$`\\") == std::string::npos) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The command line as it would reproduce this report (canonical order).
+std::string command_line(const EvalArgs& a) {
+  std::ostringstream s;
+  s << "medicosam eval";
+  for (const auto& m : a.models) s << " --model " << quote_if_needed(m);
+  for (const auto& b : a.baselines) s << " --baseline " << b;
+  for (const auto& d : a.data) s << " --data " << quote_if_needed(d);
+  s << " --split " << a.split << " --protocol " << a.protocol;
+  if (a.protocol == "interactive2d") {
+    s << " --iterations " << a.iterations << " --starts ";
+    for (size_t i = 0; i < a.starts.size(); ++i) s << (i ? "," : "") << a.starts[i];
+    if (a.seed) s << " --seed " << a.seed;
+    if (a.no_masks) s << " --no-masks";
+    if (a.min_size != 20) s << " --min-size " << a.min_size;
+    if (a.limit) s << " --limit " << a.limit;
+    if (a.resize) s << " --resize " << a.resize;
+    if (a.normalize != "minmax") s << " --normalize " << a.normalize;
+  }
+  s << " --out " << quote_if_needed(a.out);
+  return s.str();
+}
+
+std::vector<Method> methods_of(const EvalArgs& a) {
+  std::vector<Method> out;
+  auto unique_name = [&](std::string n) {
+    std::string candidate = n;
+    for (int k = 2;; ++k) {
+      bool taken = false;
+      for (const auto& m : out) taken |= m.name == candidate;
+      if (!taken) return candidate;
+      candidate = n + "-" + std::to_string(k);
+    }
+  };
+  std::vector<std::string> models = a.models;
+  if (models.empty() && a.baselines.empty()) models.push_back(default_model_path());
+  for (const auto& m : models) {
+    if (!fs::exists(m)) throw InputError("--model '" + m + "': no such file");
+    out.push_back({unique_name(fs::path(m).stem().string()), m, ""});
+  }
+  for (const auto& b : a.baselines) out.push_back({unique_name(b), "", b});
+  return out;
+}
+
+std::unique_ptr<segment::ImageSegmenter> make_segmenter(const Method& m, const EvalArgs& a) {
+  if (!m.baseline.empty()) {
+    eval::GrabCutOptions o;
+    o.iterations = a.grabcut_iterations;
+    o.max_side = a.grabcut_max_side;
+    return std::make_unique<eval::GrabCutSegmenter>(o, m.name);
+  }
+  auto predictor = std::make_shared<predict::SamPredictor>(
+      m.checkpoint, predict::PredictorOptions{a.threads, a.device});
+  return std::make_unique<segment::SamImageSegmenter>(predictor, m.name);
+}
+
+void print_summary(const std::vector<eval::Interactive2DResult>& results) {
+  std::printf("%-24s %-24s %7s %7s %7s %7s %7s\n", "dataset", "method", "images", "Point", "Box",
+              "I_P", "I_B");
+  auto f = [](const std::optional<double>& v) {
+    return v ? eval::format_number(*v, 3) : std::string("-");
+  };
+  for (const auto& r : results) {
+    const auto s = eval::summarize(r);
+    std::printf("%-24s %-24s %7d %7s %7s %7s %7s\n", r.dataset.c_str(), r.method.c_str(), r.images,
+                f(s.point).c_str(), f(s.box).c_str(), f(s.i_p).c_str(), f(s.i_b).c_str());
+  }
+}
+
+void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
+  eval::Dataset2DOptions dopts;
+  dopts.split = a.split;
+  dopts.limit = a.limit;
+  dopts.resize_to = a.resize;
+  dopts.normalization = io::parse_normalization(a.normalize);
+  std::vector<eval::Dataset2D> datasets;
+  for (const auto& d : a.data) {
+    datasets.push_back(eval::Dataset2D::open(d, dopts));
+    if (datasets.back().size() == 0) {
+      throw InputError("--data '" + d + "': no images with ground truth in split '" + a.split +
+                       "'");
+    }
+  }
+  eval::Interactive2DOptions o;
+  o.starts.clear();
+  for (const auto& s : a.starts) o.starts.push_back(eval::parse_start(s));
+  o.n_iterations = a.iterations;
+  o.use_masks = !a.no_masks;
+  o.seed = a.seed;
+  o.min_object_size = a.min_size;
+  o.nsd_tolerance_mm = a.nsd_tolerance;
+  o.batch_size = a.batch_size;
+  o.progress = !a.quiet;
+
+  eval::ReportOptions ropts;
+  ropts.command = command_line(a);
+  ropts.notes.push_back(
+      a.resize > 0
+          ? "Images and masks resized directly to " + std::to_string(a.resize) + "x" +
+                std::to_string(a.resize) + " (the paper's preprocessing), Dice at that size."
+          : "Images evaluated at their own size (the predictor does SAM's resize); Dice "
+            "at the image's size.");
+  ropts.notes.push_back("Intensity normalisation: " + io::to_string(dopts.normalization) + ".");
+  for (const auto& m : methods) {
+    if (m.baseline == "grabcut") {
+      ropts.notes.push_back(
+          "grabcut: OpenCV GrabCut, " + std::to_string(a.grabcut_iterations) +
+          " iterations per call, region of interest downscaled to at most " +
+          std::to_string(a.grabcut_max_side) +
+          " px; box = GrabCut's rectangle; clicks = sure foreground/background discs; the point "
+          "start uses a prior square (20% of the shorter image side) and is weak by construction.");
+    }
+  }
+
+  std::vector<eval::Interactive2DResult> results;
+  std::vector<eval::OverlayRecord> overlays;
+  fs::create_directories(a.out);
+  for (const auto& m : methods) {
+    auto seg = make_segmenter(m, a);
+    for (const auto& ds : datasets) {
+      results.push_back(eval::run_interactive2d(*seg, ds, o));
+      const auto ov =
+          eval::write_interactive2d_overlays(a.out, *seg, ds, results.back(), a.overlays);
+      overlays.insert(overlays.end(), ov.begin(), ov.end());
+      // Rewritten after every run: an interrupted evaluation leaves a valid partial report.
+      eval::write_interactive2d_report(a.out, results, overlays, ropts);
+    }
+  }
+  print_summary(results);
+  std::printf("report: %s\n", (fs::path(a.out) / "summary.md").string().c_str());
+}
+
+void run_eval(const EvalArgs& a) {
+  if (a.protocol == "semantic") {
+    std::string what = a.models.empty()
+                           ? (a.baselines.empty() ? default_model_path() : a.baselines.front())
+                           : a.models.front();
+    throw InputError(
+        "--protocol semantic: not available for this model ('" + what +
+        "'): medicosam has no semantic segmentation head yet (MedicoSAM's semantic results come "
+        "from a "
+        "separately trained UNETR decoder); use --protocol interactive2d or interactive3d");
+  }
+  const auto methods = methods_of(a);
+  if (a.protocol == "interactive2d") {
+    run_interactive2d(a, methods);
+  } else {
+    throw InputError("--protocol " + a.protocol + ": not implemented yet");
+  }
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval",
+                                 "Evaluate models (and classical baselines) with MedicoSAM's "
+                                 "protocols; writes a report folder");
+  cmd->add_option("--model,-m", a->models,
+                  "Checkpoint to evaluate (repeatable; default: the built-in model)");
+  cmd->add_option("--data,-d", a->data,
+                  "Dataset folder: images/ + masks/ or instances/ [+ split.json] (repeatable)")
+      ->required();
+  cmd->add_option("--baseline", a->baselines,
+                  "Classical baseline in the same harness (repeatable): grabcut")
+      ->check(CLI::IsMember({"grabcut"}));
+  cmd->add_option("--split", a->split,
+                  "Split of split.json to use, or 'all' (default test; all without split.json)");
+  cmd->add_option("--protocol", a->protocol, "interactive2d (default), interactive3d or semantic")
+      ->check(CLI::IsMember({"interactive2d", "interactive3d", "semantic"}));
+  cmd->add_option("--out,-o", a->out, "Report folder (created; files in it are replaced)")
+      ->required();
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", a->device, "cpu or cuda (when libtorch has CUDA)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--iterations", a->iterations,
+                  "Iterations incl. the start prompt (default 8: Point/Box + 7 rounds)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--starts", a->starts, "Start prompts: point,box (default both)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"point", "box"}));
+  cmd->add_option("--seed", a->seed, "Seed of the corrective clicks (default 0)");
+  cmd->add_flag("--no-masks", a->no_masks,
+                "Do not feed the previous low-res logits back as mask input");
+  cmd->add_option("--min-size", a->min_size,
+                  "Smallest object (connected component) prompted, px (default 20)")
+      ->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--limit", a->limit, "First N images of each dataset's split (default all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--resize", a->resize,
+                  "Resize images and masks to NxN first (the paper: 1024); default 0 = keep each "
+                  "image's size")
+      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--normalize", a->normalize,
+                  "Intensity normalisation (io spec; default minmax as MedicoSAM)");
+  cmd->add_option("--nsd-tolerance", a->nsd_tolerance,
+                  "NSD tolerance in mm (px for PNG/JPEG; default 2)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--overlays", a->overlays,
+                  "Best and worst cases drawn per dataset, method and start (default 1)")
+      ->check(CLI::Range(0, 20));
+  cmd->add_option("--batch-size", a->batch_size, "Objects per decoder call (default 32)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--grabcut-iterations", a->grabcut_iterations,
+                  "GrabCut iterations per call (default 3)")
+      ->check(CLI::Range(1, 20));
+  cmd->add_option("--grabcut-max-side", a->grabcut_max_side,
+                  "GrabCut works on the region of interest downscaled to this side (default 256; 0 "
+                  "= full size)")
+      ->check(CLI::Range(0, 8192));
+  cmd->add_flag("--quiet,-q", a->quiet, "No progress bars");
+  cmd->callback([a]() { run_eval(*a); });
+}
+
+}  // namespace medicosam::cli

@@ -1,0 +1,105 @@
+// `medicosam eval` end to end: exit codes, messages and report files.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "medicosam/core/atomic_file.hpp"
+#include "test_util.hpp"
+
+using namespace medicosam;
+using namespace medicosam::eval::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+  int rc = -1;
+  std::string output;  // stdout + stderr
+};
+
+CliRun run_cli(const std::string& args) {
+  const char* cli = std::getenv("MEDICOSAM_CLI");
+  CliRun r;
+  const std::string cmd = std::string(cli) + " " + args + " 2>&1";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+bool have_cli() {
+  const char* cli = std::getenv("MEDICOSAM_CLI");
+  return cli && fs::exists(cli);
+}
+
+const fs::path kShared(MEDICOSAM_SHARED_DIR);
+
+}  // namespace
+
+TEST(CliEval, GrabCutBaselineWritesAReport) {
+  if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
+  TempDir tmp("cli_eval");
+  write_binary_dataset(tmp.path / "discs", 3);
+  const auto out = tmp.path / "report";
+  const CliRun r = run_cli("eval --baseline grabcut --data " + (tmp.path / "discs").string() +
+                           " --iterations 2 -q --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("grabcut"), std::string::npos) << r.output;
+  for (const char* f : {"summary.md", "summary.json", "summary.csv", "per_image.csv",
+                        "per_image.json", "plots/discs_dice.png"}) {
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  }
+  const auto j = nlohmann::json::parse(read_file((out / "summary.json").string()));
+  EXPECT_EQ(j["results"][0]["method"], "grabcut");
+  EXPECT_EQ(j["results"][0]["images"], 3);
+  EXPECT_GT(j["results"][0]["i_b"].get<double>(), 0.8);
+  EXPECT_NE(j["command"].get<std::string>().find("--baseline grabcut"), std::string::npos);
+}
+
+TEST(CliEval, FixtureModelOnRealData) {
+  if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
+  const auto model = kShared / "fixtures/sam_parity/sam_tiny_seed0.pth";
+  const auto data = kShared / "data/hc18_fetal_head";
+  if (!fs::exists(model) || !fs::exists(data)) GTEST_SKIP() << "no fixture model or data";
+  TempDir tmp("cli_eval_model");
+  const CliRun r =
+      run_cli("eval --model " + model.string() + " --data " + data.string() +
+              " --limit 1 --iterations 2 --starts box --overlays 0 --threads 1 -q --out " +
+              tmp.path.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const auto j = nlohmann::json::parse(read_file((tmp.path / "summary.json").string()));
+  EXPECT_EQ(j["results"][0]["method"], "sam_tiny_seed0");
+  EXPECT_EQ(j["results"][0]["dataset"], "hc18_fetal_head");
+  EXPECT_TRUE(j["results"][0]["point"].is_null());  // not run
+  const double box = j["results"][0]["box"].get<double>();
+  EXPECT_GE(box, 0.0);
+  EXPECT_LE(box, 1.0);
+}
+
+TEST(CliEval, ClearErrors) {
+  if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
+  TempDir tmp("cli_eval_err");
+  write_binary_dataset(tmp.path / "discs", 1);
+  const std::string data =
+      " --data " + (tmp.path / "discs").string() + " --out " + (tmp.path / "r").string();
+  CliRun r = run_cli("eval --protocol semantic --baseline grabcut" + data);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("not available for this model"), std::string::npos) << r.output;
+  r = run_cli("eval --baseline grabcut --data /nonexistent/ds --out " + (tmp.path / "r").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("/nonexistent/ds"), std::string::npos) << r.output;
+  r = run_cli("eval --model /nonexistent/model.pth" + data);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("/nonexistent/model.pth"), std::string::npos) << r.output;
+  r = run_cli("eval --baseline grabcut --split holdout" + data);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("holdout"), std::string::npos) << r.output;
+  r = run_cli("eval --baseline lasso" + data);
+  EXPECT_NE(r.rc, 0);
+}
