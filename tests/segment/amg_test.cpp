@@ -1,0 +1,146 @@
+// Automatic mask generation against the official Segment Anything generator
+// (fixtures/sam_parity/amg_*: the tiny random-weight SAM on img0): same number
+// of masks, every reference mask matched by one of ours with IoU >= 0.9, and
+// the same predicted IoU / stability score. Plus the building blocks.
+#include "medicosam/segment/amg.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "medicosam/core/error.hpp"
+#include "medicosam/core/npy.hpp"
+#include "medicosam/segment/propagation.hpp"
+
+namespace medicosam::segment {
+namespace {
+
+const std::string kDir = std::string(MEDICOSAM_SHARED_DIR) + "/fixtures/sam_parity/";
+
+predict::SamPredictor& tiny_model() {
+  static predict::SamPredictor p(kDir + "sam_tiny_seed0.pth", {2, "cpu"});
+  return p;
+}
+
+// The reference mask stacks are bool (N, H, W), some written in Fortran order
+// (numpy keeps the order of the array it saved); read both.
+std::vector<uint8_t> read_mask_stack(const std::string& path, size_t n, int H, int W) {
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t header_len = static_cast<uint8_t>(bytes[8]) | (static_cast<uint8_t>(bytes[9]) << 8);
+  const std::string header = bytes.substr(10, header_len);
+  const bool fortran = header.find("'fortran_order': True") != std::string::npos;
+  const char* data = bytes.data() + 10 + header_len;
+  const size_t hw = size_t(H) * W;
+  if (bytes.size() != 10 + header_len + n * hw) throw InputError(path + ": unexpected size");
+  std::vector<uint8_t> out(n * hw);
+  for (size_t k = 0; k < n; ++k)
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x)
+        out[k * hw + size_t(y) * W + x] =
+            fortran ? data[k + n * (y + size_t(H) * x)] : data[k * hw + size_t(y) * W + x];
+  return out;
+}
+
+class AmgFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
+  std::ifstream in(kDir + "amg_" + GetParam() + "_img0.json");
+  const auto ref = nlohmann::json::parse(in);
+  const auto& p = ref["params"];
+  AmgOptions o;
+  o.points_per_side = p["points_per_side"];
+  o.points_per_batch = p["points_per_batch"];
+  o.pred_iou_thresh = p["pred_iou_thresh"];
+  o.stability_score_thresh = p["stability_score_thresh"];
+  o.stability_score_offset = p["stability_score_offset"];
+  o.box_nms_thresh = p["box_nms_thresh"];
+  o.crop_n_layers = p["crop_n_layers"];
+  o.min_mask_region_area = p["min_mask_region_area"];
+  const auto image = read_npy(kDir + ref["image"].get<std::string>());
+  const int H = static_cast<int>(image.shape[0]), W = static_cast<int>(image.shape[1]);
+  const auto masks = generate_masks(tiny_model(), image.as<uint8_t>(), H, W, o);
+  const size_t n = ref["num_masks"];
+  const auto ref_masks =
+      read_mask_stack(kDir + "extra/" + ref["masks_file"].get<std::string>(), n, H, W);
+  ASSERT_EQ(masks.size(), n);
+  const size_t hw = size_t(H) * W;
+  for (size_t r = 0; r < n; ++r) {
+    BinaryMask want(H, W);
+    for (size_t i = 0; i < hw; ++i) want.data[i] = ref_masks[r * hw + i] ? 1 : 0;
+    double best = 0;
+    size_t best_i = 0;
+    for (size_t i = 0; i < masks.size(); ++i) {
+      const double v = mask_iou(want, masks[i].mask);
+      if (v > best) best = v, best_i = i;
+    }
+    EXPECT_GE(best, 0.9) << "reference mask " << r;
+    const auto& rm = ref["masks"][r];
+    EXPECT_NEAR(masks[best_i].predicted_iou, rm["predicted_iou"].get<double>(), 2e-3) << r;
+    EXPECT_NEAR(masks[best_i].stability_score, rm["stability_score"].get<double>(), 5e-3) << r;
+    EXPECT_NEAR(masks[best_i].point.x, rm["point_coords"][0][0].get<double>(), 1e-9) << r;
+    EXPECT_NEAR(masks[best_i].point.y, rm["point_coords"][0][1].get<double>(), 1e-9) << r;
+    EXPECT_EQ(masks[best_i].bbox[2], rm["bbox"][2].get<int>()) << r;
+  }
+  // Label map: one id per mask that keeps pixels, consecutive.
+  const auto labels = masks_to_label_map(masks, H, W);
+  uint16_t top = 0;
+  for (auto v : labels) top = std::max(top, v);
+  EXPECT_LE(top, n);
+  if (n > 0) {
+    EXPECT_GE(top, 1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Runs, AmgFixture,
+                         ::testing::Values("default", "relaxed", "relaxed_nms07"));
+
+TEST(Amg, PointGridAndCropBoxesFollowSam) {
+  const auto g = point_grid(4);
+  ASSERT_EQ(g.size(), 16u);
+  EXPECT_DOUBLE_EQ(g[0][0], 0.125);
+  EXPECT_DOUBLE_EQ(g[1][0], 0.375);  // x fastest
+  EXPECT_DOUBLE_EQ(g[1][1], 0.125);
+  EXPECT_DOUBLE_EQ(g[15][1], 0.875);
+  std::vector<int> layers;
+  const auto boxes = crop_boxes(300, 420, 1, 512.0 / 1500, &layers);
+  ASSERT_EQ(boxes.size(), 5u);
+  EXPECT_EQ(boxes[0], (std::array<int, 4>{0, 0, 420, 300}));
+  // overlap = int(0.3413 * 300 * 1) = 102; crop_w = ceil((102 + 420) / 2) = 261, crop_h = ceil(402
+  // / 2) = 201.
+  EXPECT_EQ(boxes[1], (std::array<int, 4>{0, 0, 261, 201}));
+  EXPECT_EQ(boxes[2], (std::array<int, 4>{0, 99, 261, 300}));  // y varies fastest
+  EXPECT_EQ(boxes[3], (std::array<int, 4>{159, 0, 420, 201}));
+  EXPECT_EQ(layers, (std::vector<int>{0, 1, 1, 1, 1}));
+}
+
+TEST(Amg, NmsKeepsTheBestOfOverlappingBoxes) {
+  const std::vector<std::array<float, 4>> b{
+      {0, 0, 10, 10}, {1, 1, 11, 11}, {20, 20, 30, 30}, {0, 0, 10, 10}};
+  const std::vector<float> s{0.5f, 0.9f, 0.1f, 0.9f};
+  EXPECT_EQ(box_nms(b, s, 0.5), (std::vector<size_t>{1, 2}));
+  EXPECT_EQ(box_nms(b, s, 1.0),
+            (std::vector<size_t>{1, 3, 0, 2}));  // identical boxes: IoU 1 is not > 1
+}
+
+TEST(Amg, LabelMapPaintsSmallerMasksOnTop) {
+  auto make = [](int x0, int x1, int64_t) {
+    AmgMask m;
+    m.mask = BinaryMask(4, 10);
+    for (int y = 0; y < 4; ++y)
+      for (int x = x0; x < x1; ++x) m.mask.data[y * 10 + x] = 1;
+    m.area = m.mask.area();
+    return m;
+  };
+  std::vector<AmgMask> ms{make(2, 4, 0), make(0, 10, 0), make(8, 9, 0)};
+  const auto lab = masks_to_label_map(ms, 4, 10);
+  EXPECT_EQ(lab[0], 1);  // the large mask first
+  EXPECT_EQ(lab[3], 2);  // then the 2-wide one on top
+  EXPECT_EQ(lab[8], 3);
+  const auto filtered = masks_to_label_map(ms, 4, 10, 5);  // drops the 4-pixel one
+  EXPECT_EQ(filtered[8], 1);
+}
+
+}  // namespace
+}  // namespace medicosam::segment
