@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
   medicosam::cli::register_segment(app);
   medicosam::cli::register_propagate(app);
   medicosam::cli::register_session(app);
+  medicosam::cli::register_amg(app);
   medicosam::cli::register_eval(app);
+  medicosam::cli::register_train(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
