@@ -30,6 +30,8 @@ function(medicosam_add_test name)
     MEDICOSAM_SHARED_DIR="${MEDICOSAM_SHARED_DIR}"
     MEDICOSAM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
     MEDICOSAM_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  # The CLI's path is spelled out rather than taken from the target, so a test
+  # target does not depend on (and wait for) the CLI being linkable.
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120
-    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "MEDICOSAM_CLI=$<TARGET_FILE:medicosam>")
+    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "MEDICOSAM_CLI=${CMAKE_BINARY_DIR}/apps/medicosam/medicosam")
 endfunction()

@@ -1,0 +1,69 @@
+#pragma once
+// Training configuration: everything a run depends on, read from JSON
+// (`medicosam train --config train.json`), overridable by flags, and stored in
+// every checkpoint so a run can be reproduced and resumed.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "medicosam/train/augment.hpp"
+#include "medicosam/train/datasets.hpp"
+
+namespace medicosam::train {
+
+struct TrainConfig {
+  // Model: fine-tune `init` (any checkpoint the loader reads), or train from
+  // scratch with `architecture` (see architecture_config()).
+  std::string init;
+  nlohmann::json architecture;
+
+  std::vector<DatasetSpec> train_data;
+  std::vector<DatasetSpec> val_data;
+  AugmentOptions augment;
+
+  // The MedicoSAM / micro_sam recipe.
+  int batch_size = 4;  // images per optimizer step (global, over all processes)
+  int objects_per_image = 5;
+  int sub_iterations = 8;         // 1 start prompt + (n-1) rounds of corrective clicks
+  double mask_prob = 0.5;         // probability of feeding previous logits back as mask input
+  double box_distortion = 0.025;  // box sides move outward by U(0, f) * side length
+  int64_t iterations = 1000;      // optimizer steps
+  int64_t epoch_length = 100;     // steps between validations ("epoch")
+  int64_t val_images = 64;        // validation images (each with one of the 4 prompt modes)
+
+  // Optimisation: AdamW with warmup + schedule, gradient clipping.
+  double lr = 1e-4;
+  double weight_decay = 0.01;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double grad_clip = 1.0;           // max global L2 norm; 0 = off
+  std::string schedule = "cosine";  // constant | cosine | step
+  int64_t warmup = 0;               // linear warmup steps
+  double min_lr_ratio = 0.05;       // cosine floor as a fraction of lr
+  int64_t step_size = 1000;         // step schedule: multiply by gamma every step_size steps
+  double gamma = 0.9;
+  bool freeze_image_encoder = false;
+  bool freeze_prompt_encoder = false;
+
+  // Execution.
+  uint64_t seed = 0;
+  int threads = 0;  // per process; 0 = all cores / world size
+  std::string device = "cpu";
+  bool mixed_precision = true;  // CUDA only (bf16 autocast)
+  int prefetch = 4;             // batches prepared ahead by the loader thread
+  std::string out_dir = "runs/train";
+  bool resume = true;      // continue from out_dir/latest.pt when it exists
+  int64_t stop_after = 0;  // stop (as if interrupted) after this many steps in this run; 0 = off
+
+  // Distributed data parallel (c10d: Gloo on CPU, NCCL on CUDA).
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29517;
+
+  static TrainConfig from_json(const nlohmann::json& j, const std::string& source);
+  static TrainConfig from_file(const std::string& path);
+  nlohmann::json to_json() const;
+};
+
+}  // namespace medicosam::train
