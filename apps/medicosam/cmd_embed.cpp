@@ -10,6 +10,7 @@
 #include "medicosam/core/npy.hpp"
 #include "medicosam/io/read.hpp"
 #include "medicosam/segment/embedding_cache.hpp"
+#include "medicosam/segment/tiling.hpp"
 
 namespace medicosam::cli {
 namespace {
@@ -22,6 +23,7 @@ struct EmbedArgs {
   std::string cache;
   bool fp16 = false;
   std::string compress;
+  std::vector<int> tile_shape, halo;
   bool quiet = false;
   bool json = false;
 };
@@ -56,6 +58,28 @@ void run_embed_cache(const EmbedArgs& a) {
   const auto norm =
       a.image.normalize.empty() ? io::Normalization{} : io::parse_normalization(a.image.normalize);
   segment::VolumeSlices slices(volume, io::parse_axis(a.image.axis), norm);
+  if (!a.tile_shape.empty()) {  // large 2D images: micro_sam's tiled layout
+    if (!volume.is_2d())
+      throw InputError("--tile-shape applies to 2D images; volumes are cached per slice");
+    auto predictor = std::make_shared<predict::SamPredictor>(a.model.load());
+    const std::vector<int> halo = a.halo.empty() ? std::vector<int>{0, 0} : a.halo;
+    segment::TiledImageSegmenter tiled(predictor, {a.tile_shape[0], a.tile_shape[1]},
+                                       {halo[0], halo[1]}, a.cache);
+    tiled.set_data_signature(slices.data_signature());
+    const auto img = slices.model_image(0);
+    tiled.set_image(img.data.data(), img.height, img.width);
+    if (a.json) {
+      std::cout << nlohmann::json{{"cache", a.cache},
+                                  {"tiles", tiled.tiling().count()},
+                                  {"computed", tiled.computed_tiles()}}
+                       .dump()
+                << std::endl;
+    } else if (!a.quiet) {
+      std::fprintf(stderr, "%s: %d tiles (%d computed)\n", a.cache.c_str(), tiled.tiling().count(),
+                   tiled.computed_tiles());
+    }
+    return;
+  }
   auto predictor = a.model.load();
   segment::CacheOptions co;
   co.fp16 = a.fp16;
@@ -138,6 +162,13 @@ void register_embed(CLI::App& app) {
   cmd->add_flag("--fp16", args->fp16, "Cache: store float16 (half the disk space)");
   cmd->add_option("--compress", args->compress, "Cache: none (default), zlib or gzip")
       ->check(CLI::IsMember({"none", "zlib", "gzip"}));
+  cmd->add_option("--tile-shape", args->tile_shape,
+                  "Cache of a large 2D image in tiles: H,W (micro_sam tiling)")
+      ->delimiter(',')
+      ->expected(2);
+  cmd->add_option("--halo", args->halo, "Tile overlap: H,W (with --tile-shape)")
+      ->delimiter(',')
+      ->expected(2);
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bar or summary");
   cmd->add_flag("--json", args->json, "Print one JSON line with shape/slices and timings");
   cmd->callback([args]() { run_embed(*args); });

@@ -13,6 +13,7 @@
 #include "medicosam/io/write.hpp"
 #include "medicosam/segment/embedding_cache.hpp"
 #include "medicosam/segment/session.hpp"
+#include "medicosam/segment/tiling.hpp"
 
 namespace medicosam::cli {
 namespace {
@@ -22,6 +23,7 @@ struct SessionArgs {
   ModelOptions model;
   std::string positional, image, axis = "axial", normalize, series, cache, script, autosave, resume,
                                  out;
+  std::vector<int> tile_shape, halo;
   bool json = false, quiet = false;
 };
 
@@ -105,7 +107,17 @@ void run_session(SessionArgs& a) {
   std::unique_ptr<segment::EmbeddingCache> cache;
   std::unique_ptr<segment::SliceSegmenter> seg;
   segment::SamImageSegmenter image_segmenter(predictor);
-  if (!a.cache.empty()) {
+  std::unique_ptr<segment::TiledImageSegmenter> tiled;
+  if (!a.tile_shape.empty()) {  // large 2D images: prompts are routed to tiles
+    if (!volume.is_2d()) throw InputError("--tile-shape applies to 2D images");
+    const std::vector<int> halo = a.halo.empty() ? std::vector<int>{0, 0} : a.halo;
+    tiled = std::make_unique<segment::TiledImageSegmenter>(
+        predictor, predict::Size2{a.tile_shape[0], a.tile_shape[1]},
+        predict::Size2{halo[0], halo[1]}, a.cache);
+    tiled->set_data_signature(slices.data_signature());
+    seg = std::make_unique<segment::ImageStackSegmenter>(
+        *tiled, 1, slices.model_size(), [&](int z) { return slices.model_image(z); });
+  } else if (!a.cache.empty()) {
     cache =
         std::make_unique<segment::EmbeddingCache>(segment::open_cache(*predictor, slices, a.cache));
     segment::compute_embeddings(*predictor, slices, *cache, !a.quiet && !a.json);
@@ -169,6 +181,12 @@ void register_session(CLI::App& app) {
                   "DICOM folder with several series: the SeriesInstanceUID to use");
   cmd->add_option("--cache", a->cache,
                   "Embedding cache folder (else slices are encoded when first prompted)");
+  cmd->add_option("--tile-shape", a->tile_shape, "Large 2D images: tiles of H,W (micro_sam tiling)")
+      ->delimiter(',')
+      ->expected(2);
+  cmd->add_option("--halo", a->halo, "Tile overlap H,W (with --tile-shape)")
+      ->delimiter(',')
+      ->expected(2);
   cmd->add_option("--script", a->script, "JSON list of actions (docs/volumes.md)")->required();
   cmd->add_option("--autosave", a->autosave,
                   "Session state written after every change (default OUT.session.json)");
