@@ -8,6 +8,8 @@
 //
 // --model defaults to the parity fixture (an official-size mask decoder);
 // a ViT-B checkpoint gives the same propagation numbers and real encoder ones.
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "medicosam/core/npy.hpp"
+#include "medicosam/model/sam.hpp"
 #include "medicosam/segment/propagation.hpp"
 
 using namespace medicosam;
@@ -25,6 +28,14 @@ namespace {
 
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// CPU time of the whole process (all threads): on a shared machine the wall
+// time depends on the other load, this does not (much).
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 // Decodes on per-slice embeddings held in memory; times the decoder calls.
@@ -121,8 +132,10 @@ int main(int argc, char** argv) try {
   // Keep the object alive: an emptied mask would end propagation early, so
   // re-seed empty predictions from the start mask (the bench measures cost).
   auto t0 = Clock::now();
+  const double cpu0 = cpu_seconds();
   const auto r = segment::segment_mask_in_volume(seg, masks, {k}, opt);
   const double total = since(t0);
+  const double cpu = cpu_seconds() - cpu0;
   std::printf(
       "propagated slices %d..%d: %d decoder calls in %.3f s total (%.1f ms/slice; "
       "decoder+post-processing "
@@ -130,8 +143,59 @@ int main(int argc, char** argv) try {
       r.z_min, r.z_max, seg.calls, total, 1e3 * total / std::max(1, seg.calls),
       1e3 * seg.decode_seconds / std::max(1, seg.calls),
       1e3 * (total - seg.decode_seconds) / std::max(1, seg.calls));
+  std::printf(
+      "  CPU time %.3f s (%.1f ms/slice, all threads); load average at the start: see `uptime`\n",
+      cpu, 1e3 * cpu / std::max(1, seg.calls));
   if (seg.calls < slices - 1) {
     std::printf("note: propagation ended early (the random decoder returned an empty mask)\n");
+  }
+
+  // Where a decoder call goes: a ViT-B-configured SAM with random weights, box +
+  // mask prompt (the `mask` projection), stages timed separately (median of 10).
+  {
+    torch::InferenceMode guard;
+    model::Sam sam(model::SamConfig::vit_b());
+    sam->eval();
+    auto emb = torch::randn({1, 256, 64, 64});
+    auto pe = sam->prompt_encoder->dense_pe();
+    auto boxes = torch::tensor({100.f, 120.f, 400.f, 380.f}).view({1, 4});
+    auto mask = torch::randn({1, 1, 256, 256});
+    std::vector<double> t_prompt, t_transformer, t_upscale, t_post;
+    for (int i = 0; i < 12; ++i) {
+      auto t = Clock::now();
+      auto [sparse, dense] = sam->prompt_encoder->forward({}, {}, boxes, mask);
+      const double a = since(t);
+      t = Clock::now();
+      auto& dec = *sam->mask_decoder;
+      auto tokens = torch::cat({dec.iou_token->weight, dec.mask_tokens->weight}, 0).unsqueeze(0);
+      tokens = torch::cat({tokens, sparse}, 1);
+      auto [hs, keys] = dec.transformer->forward(emb + dense, pe, tokens);
+      const double b = since(t);
+      t = Clock::now();
+      std::vector<torch::Tensor> hyper;
+      for (int64_t k = 0; k < dec.num_mask_tokens; ++k) {
+        hyper.push_back(dec.output_hypernetworks_mlps[k]->as<model::HeadMLPImpl>()->forward(
+            hs.select(1, 1 + k)));
+      }
+      auto low = dec.upscale_and_project(keys, torch::stack(hyper, 1), 64, 64);
+      const double c = since(t);
+      t = Clock::now();
+      auto hires = sam->postprocess_masks(low.narrow(1, 0, 1), 1024, 1024, size, size);
+      auto bin = (hires > 0).to(torch::kUInt8).contiguous();
+      const double d = since(t);
+      if (i >= 2)
+        t_prompt.push_back(a), t_transformer.push_back(b), t_upscale.push_back(c),
+            t_post.push_back(d);
+    }
+    auto med = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return 1e3 * v[v.size() / 2];
+    };
+    std::printf(
+        "decoder stages (ViT-B config, box + mask prompt): prompt encoder %.1f ms, two-way "
+        "transformer %.1f ms, "
+        "upscaling + hypernetworks %.1f ms, post-processing to %dx%d %.1f ms\n",
+        med(t_prompt), med(t_transformer), med(t_upscale), size, size, med(t_post));
   }
 
   if (encode_slices > 0) {
