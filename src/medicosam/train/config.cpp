@@ -93,6 +93,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
     c.iterations = j.value("iterations", c.iterations);
     c.epoch_length = j.value("epoch_length", c.epoch_length);
     c.val_images = j.value("val_images", c.val_images);
+    c.loss_size = j.value("loss_size", c.loss_size);
     c.lr = j.value("lr", c.lr);
     c.weight_decay = j.value("weight_decay", c.weight_decay);
     c.beta1 = j.value("beta1", c.beta1);
@@ -131,6 +132,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
   check(c.iterations >= 1, "\"iterations\" must be >= 1");
   check(c.epoch_length >= 1, "\"epoch_length\" must be >= 1");
   check(c.lr > 0, "\"lr\" must be positive");
+  check(c.loss_size >= 0, "\"loss_size\" must be >= 0");
   check(c.schedule == "constant" || c.schedule == "cosine" || c.schedule == "step",
         "\"schedule\" must be constant, cosine or step");
   check(c.mask_prob >= 0 && c.mask_prob <= 1, "\"mask_prob\" must be in [0, 1]");
@@ -168,6 +170,7 @@ nlohmann::json TrainConfig::to_json() const {
   j["iterations"] = iterations;
   j["epoch_length"] = epoch_length;
   j["val_images"] = val_images;
+  j["loss_size"] = loss_size;
   j["lr"] = lr;
   j["weight_decay"] = weight_decay;
   j["beta1"] = beta1;

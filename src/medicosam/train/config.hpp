@@ -31,6 +31,11 @@ struct TrainConfig {
   int64_t iterations = 1000;      // optimizer steps
   int64_t epoch_length = 100;     // steps between validations ("epoch")
   int64_t val_images = 64;        // validation images (each with one of the 4 prompt modes)
+  // Side of the grid the loss is computed on: the low-res logits are upsampled
+  // to it and the targets area-averaged down to it. 0 = min(input size, 2 x
+  // low-res size): the loss then sees sub-pixel boundaries of the logits
+  // without paying for full-resolution maps at every sub-iteration.
+  int loss_size = 0;
 
   // Optimisation: AdamW with warmup + schedule, gradient clipping.
   double lr = 1e-4;

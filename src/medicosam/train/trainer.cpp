@@ -155,8 +155,10 @@ Tensor images_tensor(const std::vector<ModelInput>& images, const torch::Device&
   return t.permute({0, 3, 1, 2}).to(dev);
 }
 
-// Masks (N,1,S,S) of the objects and of the valid (non-padding) image regions.
-std::pair<Tensor, Tensor> object_targets(const Batch& b, const torch::Device& dev) {
+// Targets (N,1,G,G) of the objects and of the valid (non-padding) image
+// regions on the loss grid G: area-averaged from the input grid, so a pixel of
+// the loss grid holds the fraction of it that is object / image.
+std::pair<Tensor, Tensor> object_targets(const Batch& b, int grid, const torch::Device& dev) {
   const int S = b.images.front().size;
   const int64_t N = static_cast<int64_t>(b.objects.size());
   auto gt = torch::empty({N, 1, S, S}, torch::kUInt8);
@@ -167,7 +169,13 @@ std::pair<Tensor, Tensor> object_targets(const Batch& b, const torch::Device& de
     const auto& img = b.images[o.image];
     valid[n][0].slice(0, 0, img.height).slice(1, 0, img.width).fill_(1.0f);
   }
-  return {gt.to(dev).to(torch::kFloat32), valid.to(dev)};
+  auto g = gt.to(torch::kFloat32), v = valid;
+  if (grid != S) {
+    const std::vector<int64_t> size{grid, grid};
+    g = F::adaptive_avg_pool2d(g, F::AdaptiveAvgPool2dFuncOptions(size));
+    v = F::adaptive_avg_pool2d(v, F::AdaptiveAvgPool2dFuncOptions(size));
+  }
+  return {g.to(dev), v.to(dev)};
 }
 
 // Dice loss per output mask (torch_em DiceLoss: 1 - 2 sum(p t) / sum(p^2 + t^2)).
@@ -196,7 +204,10 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
   std::vector<int64_t> owner(N);
   for (int64_t n = 0; n < N; ++n) owner[n] = b.objects[n].image;
   auto emb_obj = emb.index_select(0, torch::tensor(owner).to(dev));
-  auto [gt, valid] = object_targets(b, dev);
+  const int64_t low_res = sam.config.low_res_size();
+  const int G = c.loss_size > 0 ? std::min(c.loss_size, S)
+                                : static_cast<int>(std::min<int64_t>(S, 2 * low_res));
+  auto [gt, valid] = object_targets(b, G, dev);
 
   // Randomness of this step: identical for every world size (keyed by global slots).
   const bool point_start = it % 2 == 0;
@@ -241,7 +252,7 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
     low = low.to(torch::kFloat32);
     iou_pred = iou_pred.to(torch::kFloat32);
     auto up = F::interpolate(low, F::InterpolateFuncOptions()
-                                      .size(std::vector<int64_t>{S, S})
+                                      .size(std::vector<int64_t>{G, G})
                                       .mode(torch::kBilinear)
                                       .align_corners(false));
     auto p = torch::sigmoid(up) * valid;
@@ -250,8 +261,9 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
     {
       torch::NoGradGuard ng;
       auto bin = (p > 0.5).to(torch::kFloat32);
-      auto inter = (bin * gt).sum({2, 3});
-      auto uni = ((bin + gt) > 0).to(torch::kFloat32).sum({2, 3});
+      auto t = (gt > 0.5).to(torch::kFloat32);
+      auto inter = (bin * t).sum({2, 3});
+      auto uni = ((bin + t) > 0).to(torch::kFloat32).sum({2, 3});
       true_iou = inter / uni.clamp_min(1e-7);
     }
     auto iou_loss = (iou_pred - true_iou).pow(2).mean(1);  // (N)
@@ -268,10 +280,13 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
       auto best = iou_pred.argmax(1);
       auto idx = torch::arange(N, best.options());
       chosen_low = low.index({idx, best}).unsqueeze(1).detach();
-      pred_cpu = ((up.index({idx, best}) > 0) & (valid.squeeze(1) > 0))
-                     .to(torch::kUInt8)
-                     .cpu()
-                     .contiguous();
+      // Clicks are placed on the input grid, where the objects are defined;
+      // the padding is excluded as the reference crops it away.
+      auto full = F::interpolate(chosen_low, F::InterpolateFuncOptions()
+                                                 .size(std::vector<int64_t>{S, S})
+                                                 .mode(torch::kBilinear)
+                                                 .align_corners(false));
+      pred_cpu = (full.squeeze(1) > 0).to(torch::kUInt8).cpu().contiguous();
     }
     std::vector<float> new_coords;
     std::vector<int64_t> new_labels;
@@ -279,6 +294,9 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
       segment::BinaryMask pred(S, S,
                                std::vector<uint8_t>(pred_cpu[n].data_ptr<uint8_t>(),
                                                     pred_cpu[n].data_ptr<uint8_t>() + S * S));
+      const auto& img = b.images[b.objects[n].image];
+      for (int y = 0; y < S; ++y)
+        for (int x = (y < img.height ? img.width : 0); x < S; ++x) pred.data[size_t(y) * S + x] = 0;
       auto pts = segment::corrective_points(b.objects[n].mask, pred, rngs[n]);
       while (pts.size() < 2)
         pts.push_back({0, 0, pts.empty() ? 1 : 0});  // degenerate (empty) object
