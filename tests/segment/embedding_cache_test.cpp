@@ -285,6 +285,57 @@ assert json.load(open(d + '/theirs/features/.zarray'))['compressor']['id'] == 'b
   EXPECT_THROW(open_cache(model, win, tmp / "theirs"), InputError);
 }
 
+TEST(EmbeddingCache, ReadsAndResumesZarrV3CachesAsNewerMicroSamWritesThem) {
+  if (!have_python_zarr()) GTEST_SKIP() << "python3-zarr / numcodecs not installed";
+  if (!zarr::have_blosc()) GTEST_SKIP() << "built without libblosc";
+  TempDir tmp;
+  const auto vol = small_volume(20, 16, 2);
+  VolumeSlices slices(vol, io::Axis::kAxial, io::Normalization{});
+  auto& model = tiny_model();
+  const auto spec = make_cache_spec(model, slices);
+  // A zarr v3 store written by hand from the specification (numcodecs' blosc for the
+  // chunks): slice 0 present, slice 1 missing, no sizes yet = a partial cache.
+  const std::string script = R"PY(
+import json, os, sys, numpy as np, numcodecs
+d = sys.argv[0].rsplit('/', 1)[0] + '/v3'
+sig, model_type = open(d + '.sig').read().split()
+os.makedirs(d + '/features/c/0/0/0/0', exist_ok=True)
+json.dump({'zarr_format': 3, 'node_type': 'group', 'attributes': {
+    'data_signature': sig, 'tile_shape': None, 'halo': None, 'model_type': model_type,
+    'micro_sam_version': '1.8.10'}}, open(d + '/zarr.json', 'w'))
+json.dump({'zarr_format': 3, 'node_type': 'array', 'shape': [2, 1, 256, 64, 64], 'data_type': 'float32',
+           'chunk_grid': {'name': 'regular', 'configuration': {'chunk_shape': [1, 1, 256, 64, 64]}},
+           'chunk_key_encoding': {'name': 'default', 'configuration': {'separator': '/'}},
+           'fill_value': 0.0, 'attributes': {}, 'dimension_names': None,
+           'codecs': [{'name': 'bytes', 'configuration': {'endian': 'little'}},
+                      {'name': 'blosc', 'configuration': {'typesize': 4, 'cname': 'lz4', 'clevel': 5,
+                                                          'shuffle': 'shuffle', 'blocksize': 0}}]},
+          open(d + '/features/zarr.json', 'w'))
+x = np.random.default_rng(1).standard_normal((1, 1, 256, 64, 64)).astype('float32')
+np.save(d + '.slice0.npy', x[0])
+open(d + '/features/c/0/0/0/0/0', 'wb').write(numcodecs.Blosc('lz4', 5, numcodecs.Blosc.SHUFFLE).encode(x))
+)PY";
+  const std::string script2 = R"PY(
+import sys, numpy as np, numcodecs
+d = sys.argv[0].rsplit('/', 1)[0] + '/v3'
+y = np.frombuffer(numcodecs.Blosc().decode(open(d + '/features/c/1/0/0/0/0', 'rb').read()), dtype='float32')
+assert np.array_equal(y, np.load(d + '.slice1.npy').ravel()), 'our blosc chunk'
+)PY";
+  std::ofstream(tmp / "v3.sig") << spec.data_signature << " " << spec.model_type;
+  ASSERT_EQ(run_python(script, tmp.path.string()), 0);
+  auto cache = open_cache(model, slices, tmp / "v3");
+  EXPECT_TRUE(cache.written_by_micro_sam());
+  EXPECT_EQ(cache.count_present(), 1);
+  EXPECT_EQ(floats(cache.load(0).to_npy()), floats(read_npy(tmp / "v3.slice0.npy")));
+  const auto st = compute_embeddings(model, slices, cache, false);
+  EXPECT_EQ(st.computed, 1);
+  EXPECT_TRUE(cache.complete());
+  // Sizes went into the v3 attributes; the new slice is a blosc chunk numcodecs decodes.
+  EXPECT_EQ(zarr::read_attrs(tmp / "v3")["original_size"], nlohmann::json::array({16, 20}));
+  write_npy(tmp / "v3.slice1.npy", cache.load(1).to_npy());
+  EXPECT_EQ(run_python(script2, tmp.path.string()), 0);
+}
+
 TEST(EmbeddingCache, KilledEmbeddingRunResumesWhereItStopped) {
   const char* cli = std::getenv("MEDICOSAM_CLI");
   if (!cli || !fs::exists(cli)) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";

@@ -81,11 +81,25 @@ std::vector<uint8_t> deflate_bytes(const std::vector<uint8_t>& in, bool gzip, in
 
 }  // namespace
 
-bool is_group(const std::string& dir) {
-  return fs::exists(fs::path(dir) / ".zgroup");
+namespace {
+
+// The node type of a zarr v3 node ("group", "array") or "" when there is none.
+std::string v3_node(const std::string& dir) {
+  const auto p = fs::path(dir) / "zarr.json";
+  if (!fs::exists(p)) return "";
+  const json j = read_json(p.string());
+  if (!j.is_object() || j.value("zarr_format", 0) != 3) return "";
+  return j.value("node_type", std::string());
 }
+
+}  // namespace
+
+bool is_group(const std::string& dir) {
+  return fs::exists(fs::path(dir) / ".zgroup") || v3_node(dir) == "group";
+}
+
 bool is_array(const std::string& dir) {
-  return fs::exists(fs::path(dir) / ".zarray");
+  return fs::exists(fs::path(dir) / ".zarray") || v3_node(dir) == "array";
 }
 
 void create_group(const std::string& dir) {
@@ -96,6 +110,11 @@ void create_group(const std::string& dir) {
 }
 
 json read_attrs(const std::string& dir) {
+  if (!v3_node(dir).empty()) {
+    const json j = read_json((fs::path(dir) / "zarr.json").string());
+    return j.contains("attributes") && j["attributes"].is_object() ? j["attributes"]
+                                                                   : json::object();
+  }
   const auto p = fs::path(dir) / ".zattrs";
   if (!fs::exists(p)) return json::object();
   auto j = read_json(p.string());
@@ -104,10 +123,88 @@ json read_attrs(const std::string& dir) {
 }
 
 void write_attrs(const std::string& dir, const json& attrs) {
+  if (!v3_node(dir).empty()) {
+    const auto p = (fs::path(dir) / "zarr.json").string();
+    json j = read_json(p);
+    j["attributes"] = attrs;
+    write_json(p, j);
+    return;
+  }
   write_json((fs::path(dir) / ".zattrs").string(), attrs);
 }
 
+namespace {
+
+ArrayMeta read_v3_meta(const std::string& dir) {
+  const auto path = (fs::path(dir) / "zarr.json").string();
+  const json j = read_json(path);
+  ArrayMeta m;
+  m.zarr_format = 3;
+  try {
+    m.shape = j.at("shape").get<std::vector<int64_t>>();
+    const auto& grid = j.at("chunk_grid");
+    if (grid.at("name") != "regular")
+      throw FormatError(path + ": only regular chunk grids are supported");
+    m.chunks = grid.at("configuration").at("chunk_shape").get<std::vector<int64_t>>();
+    const auto type = j.at("data_type").get<std::string>();
+    if (type == "float32") {
+      m.dtype = "<f4";
+    } else if (type == "float16") {
+      m.dtype = "<f2";
+    } else {
+      throw FormatError(path + ": data type " + type + " is not supported (float32 or float16)");
+    }
+    const auto& enc = j.at("chunk_key_encoding");
+    const auto sep =
+        enc.contains("configuration") ? enc["configuration"].value("separator", std::string()) : "";
+    if (enc.at("name") == "default") {
+      m.separator = sep.empty() ? "/" : sep;
+      m.key_prefix = "c" + m.separator;
+    } else if (enc.at("name") == "v2") {
+      m.separator = sep.empty() ? "." : sep;
+    } else {
+      throw FormatError(path + ": chunk key encoding " + enc.at("name").dump() +
+                        " is not supported");
+    }
+    bool have_bytes = false;
+    for (const auto& c : j.at("codecs")) {
+      const auto name = c.at("name").get<std::string>();
+      const json cfg = c.value("configuration", json::object());
+      if (name == "bytes") {
+        if (cfg.value("endian", std::string("little")) != "little")
+          throw FormatError(path + ": big-endian data");
+        have_bytes = true;
+      } else if (name == "blosc") {
+        const auto shuffle = cfg.value("shuffle", std::string("noshuffle"));
+        m.compressor = {{"id", "blosc"},
+                        {"cname", cfg.value("cname", std::string("lz4"))},
+                        {"clevel", cfg.value("clevel", 5)},
+                        {"shuffle", shuffle == "shuffle"      ? 1
+                                    : shuffle == "bitshuffle" ? 2
+                                                              : 0}};
+      } else if (name == "gzip") {
+        m.compressor = {{"id", "gzip"}, {"level", cfg.value("level", 5)}};
+      } else {
+        throw FormatError(path + ": codec '" + name + "' is not supported (bytes, blosc, gzip)");
+      }
+    }
+    if (!have_bytes) throw FormatError(path + ": no bytes codec");
+  } catch (const json::exception& e) {
+    throw FormatError(path + ": malformed zarr v3 array metadata (" + e.what() + ")");
+  }
+  if (m.shape.size() != m.chunks.size() || m.shape.empty())
+    throw FormatError(path + ": shape and chunks differ");
+  if (m.compressor.value("id", std::string()) == "blosc" && !have_blosc()) {
+    throw FormatError(path +
+                      ": blosc-compressed chunks, but this medicosam was built without libblosc");
+  }
+  return m;
+}
+
+}  // namespace
+
 ArrayMeta read_array_meta(const std::string& dir) {
+  if (v3_node(dir) == "array") return read_v3_meta(dir);
   const auto path = (fs::path(dir) / ".zarray").string();
   const json j = read_json(path);
   ArrayMeta m;
@@ -163,7 +260,7 @@ void create_array(const std::string& dir, const ArrayMeta& m) {
 
 std::string chunk_path(const std::string& dir, const ArrayMeta& m,
                        const std::vector<int64_t>& index) {
-  std::string key;
+  std::string key = m.key_prefix;
   for (size_t i = 0; i < index.size(); ++i)
     key += (i ? m.separator : std::string()) + std::to_string(index[i]);
   return (fs::path(dir) / key).string();
@@ -209,7 +306,10 @@ void write_chunk(const std::string& dir, const ArrayMeta& m, const std::vector<i
   const size_t expected = static_cast<size_t>(m.chunk_elements()) * m.item_size();
   if (bytes.size() != expected) throw Error("zarr chunk of wrong size");
   const auto path = chunk_path(dir, m, index);
-  if (m.separator == "/") fs::create_directories(fs::path(path).parent_path());
+  if (m.separator == "/") {
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+  }
   if (m.compressor.is_null()) {
     write_file_atomic(path,
                       std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));

@@ -6,6 +6,10 @@
 // and read with null, zlib, gzip or blosc (when built with libblosc) so caches
 // written by zarr-python / z5py (micro_sam) can be read. Every file is written
 // atomically (temporary file + rename): a chunk is either complete or absent.
+// Zarr v3 stores (zarr.json; what micro_sam >= 1.8 writes through z5py) are
+// read too: bytes codec (little endian) plus an optional blosc or gzip codec,
+// regular chunk grid, default or v2 chunk key encoding; attributes written
+// back into a v3 store go into its zarr.json.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +24,8 @@ struct ArrayMeta {
   std::string dtype = "<f4";  // "<f4" or "<f2"
   nlohmann::json compressor;  // null or {"id": "zlib"|"gzip"|"blosc", ...}
   std::string separator = ".";
+  std::string key_prefix;  // v3 default chunk keys: "c/" (or "c.")
+  int zarr_format = 2;
   size_t item_size() const { return dtype == "<f2" ? 2 : 4; }
   int64_t chunk_elements() const;
 };
