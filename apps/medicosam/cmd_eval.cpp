@@ -12,6 +12,7 @@
 #include "medicosam/eval/dataset.hpp"
 #include "medicosam/eval/grabcut.hpp"
 #include "medicosam/eval/interactive2d.hpp"
+#include "medicosam/eval/interactive3d.hpp"
 #include "medicosam/eval/report.hpp"
 #include "medicosam/segment/segmenter.hpp"
 
@@ -34,14 +35,20 @@ struct EvalArgs {
   std::vector<std::string> starts{"point", "box"};
   uint64_t seed = 0;
   bool no_masks = false;
-  int min_size = 20;
+  int min_size = 0;  // 0 = the protocol's (2D 20, 3D 10)
   int64_t limit = 0;
   int resize = 0;
-  std::string normalize = "minmax";
+  std::string normalize;  // "" = the protocol's (2D minmax, 3D minmax:volume)
   double nsd_tolerance = 2.0;
   int overlays = 1;
   int batch_size = 32;
   bool quiet = false;
+  // interactive3d
+  std::string grid = "none";
+  std::string projection = "single_point";
+  double iou_threshold = 0.5;
+  double box_extension = 0.05;
+  std::string axis = "axial";
   // GrabCut
   int grabcut_iterations = 3;
   int grabcut_max_side = 256;
@@ -74,11 +81,18 @@ std::string command_line(const EvalArgs& a) {
     for (size_t i = 0; i < a.starts.size(); ++i) s << (i ? "," : "") << a.starts[i];
     if (a.seed) s << " --seed " << a.seed;
     if (a.no_masks) s << " --no-masks";
-    if (a.min_size != 20) s << " --min-size " << a.min_size;
-    if (a.limit) s << " --limit " << a.limit;
     if (a.resize) s << " --resize " << a.resize;
-    if (a.normalize != "minmax") s << " --normalize " << a.normalize;
+  } else if (a.protocol == "interactive3d") {
+    s << " --starts ";
+    for (size_t i = 0; i < a.starts.size(); ++i) s << (i ? "," : "") << a.starts[i];
+    s << " --projection " << a.projection << " --iou-threshold " << a.iou_threshold
+      << " --box-extension " << a.box_extension << " --grid-search " << a.grid;
+    if (a.axis != "axial") s << " --axis " << a.axis;
+    if (a.seed) s << " --seed " << a.seed;
   }
+  if (a.min_size) s << " --min-size " << a.min_size;
+  if (a.limit) s << " --limit " << a.limit;
+  if (!a.normalize.empty()) s << " --normalize " << a.normalize;
   s << " --out " << quote_if_needed(a.out);
   return s.str();
 }
@@ -134,7 +148,7 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
   dopts.split = a.split;
   dopts.limit = a.limit;
   dopts.resize_to = a.resize;
-  dopts.normalization = io::parse_normalization(a.normalize);
+  dopts.normalization = io::parse_normalization(a.normalize.empty() ? "minmax" : a.normalize);
   std::vector<eval::Dataset2D> datasets;
   for (const auto& d : a.data) {
     datasets.push_back(eval::Dataset2D::open(d, dopts));
@@ -149,7 +163,7 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
   o.n_iterations = a.iterations;
   o.use_masks = !a.no_masks;
   o.seed = a.seed;
-  o.min_object_size = a.min_size;
+  o.min_object_size = a.min_size > 0 ? a.min_size : 20;
   o.nsd_tolerance_mm = a.nsd_tolerance;
   o.batch_size = a.batch_size;
   o.progress = !a.quiet;
@@ -192,6 +206,54 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
   std::printf("report: %s\n", (fs::path(a.out) / "summary.md").string().c_str());
 }
 
+void run_interactive3d(const EvalArgs& a, const std::vector<Method>& methods) {
+  std::vector<eval::Dataset3D> datasets;
+  for (const auto& d : a.data) datasets.push_back(eval::Dataset3D::open(d, a.split, a.limit));
+  eval::Interactive3DOptions o;
+  o.starts.clear();
+  for (const auto& s : a.starts) o.starts.push_back(eval::parse_start(s));
+  o.axis = io::parse_axis(a.axis);
+  if (!a.normalize.empty()) o.normalization = io::parse_normalization(a.normalize);
+  if (a.min_size > 0) o.min_size = a.min_size;
+  o.fixed.projection = segment::parse_projection(a.projection);
+  o.fixed.iou_threshold = a.iou_threshold;
+  o.fixed.box_extension = a.box_extension;
+  o.grid = eval::parse_grid_search(a.grid);
+  o.seed = a.seed;
+  o.nsd_tolerance_mm = a.nsd_tolerance;
+  o.progress = !a.quiet;
+
+  eval::ReportOptions ropts;
+  ropts.command = command_line(a);
+  ropts.notes.push_back("Intensity normalisation: " + io::to_string(o.normalization) + ".");
+  for (const auto& m : methods) {
+    if (m.baseline == "grabcut") {
+      ropts.notes.push_back(
+          "grabcut: OpenCV GrabCut per slice through the same propagation (box and point prompts "
+          "as in 2D; mask prompts are ignored).");
+    }
+  }
+  std::vector<eval::Interactive3DResult> results;
+  fs::create_directories(a.out);
+  for (const auto& m : methods) {
+    auto seg = make_segmenter(m, a);
+    for (const auto& ds : datasets) {
+      results.push_back(eval::run_interactive3d(*seg, ds, o));
+      eval::write_interactive3d_report(a.out, results, ropts);
+    }
+  }
+  std::printf("%-28s %-24s %-6s %8s %8s %8s %10s\n", "dataset", "method", "start", "volumes",
+              "Dice", "HD95", "grid Dice");
+  for (const auto& r : results)
+    for (const auto& s : eval::summarize(r)) {
+      std::printf("%-28s %-24s %-6s %8d %8s %8s %10s\n", r.dataset.c_str(), r.method.c_str(),
+                  eval::start_name(s.start), s.n_volumes, eval::format_number(s.dice, 3).c_str(),
+                  eval::format_number(s.hd95, 1).c_str(),
+                  s.grid_dice ? eval::format_number(*s.grid_dice, 3).c_str() : "-");
+    }
+  std::printf("report: %s\n", (fs::path(a.out) / "summary.md").string().c_str());
+}
+
 void run_eval(const EvalArgs& a) {
   if (a.protocol == "semantic") {
     std::string what = a.models.empty()
@@ -207,7 +269,7 @@ void run_eval(const EvalArgs& a) {
   if (a.protocol == "interactive2d") {
     run_interactive2d(a, methods);
   } else {
-    throw InputError("--protocol " + a.protocol + ": not implemented yet");
+    run_interactive3d(a, methods);
   }
 }
 
@@ -246,16 +308,19 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--no-masks", a->no_masks,
                 "Do not feed the previous low-res logits back as mask input");
   cmd->add_option("--min-size", a->min_size,
-                  "Smallest object (connected component) prompted, px (default 20)")
-      ->check(CLI::Range(1, 1 << 30));
+                  "Smallest object prompted, px (2D: connected component, default 20; 3D: in its "
+                  "middle slice, "
+                  "default 10)")
+      ->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--limit", a->limit, "First N images of each dataset's split (default all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--resize", a->resize,
                   "Resize images and masks to NxN first (the paper: 1024); default 0 = keep each "
                   "image's size")
       ->check(CLI::Range(0, 4096));
-  cmd->add_option("--normalize", a->normalize,
-                  "Intensity normalisation (io spec; default minmax as MedicoSAM)");
+  cmd->add_option(
+      "--normalize", a->normalize,
+      "Intensity normalisation (io spec; default minmax as MedicoSAM, minmax:volume for 3D)");
   cmd->add_option("--nsd-tolerance", a->nsd_tolerance,
                   "NSD tolerance in mm (px for PNG/JPEG; default 2)")
       ->check(CLI::NonNegativeNumber);
@@ -264,6 +329,22 @@ void register_eval(CLI::App& app) {
       ->check(CLI::Range(0, 20));
   cmd->add_option("--batch-size", a->batch_size, "Objects per decoder call (default 32)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_option(
+         "--grid-search", a->grid,
+         "3D: also the paper's per-volume grid search over propagation settings (an oracle): none "
+         "(default), small (45 settings) or full (275)")
+      ->check(CLI::IsMember({"none", "small", "full"}));
+  cmd->add_option("--projection", a->projection,
+                  "3D fixed setting: box, mask, points, points_and_mask or single_point (default)")
+      ->check(CLI::IsMember({"box", "mask", "points", "points_and_mask", "single_point"}));
+  cmd->add_option("--iou-threshold", a->iou_threshold,
+                  "3D fixed setting: stop below this IoU (default 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--box-extension", a->box_extension,
+                  "3D fixed setting: box extension (default 0.05)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--axis", a->axis, "3D: slice axis, axial (default), coronal or sagittal")
+      ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--grabcut-iterations", a->grabcut_iterations,
                   "GrabCut iterations per call (default 3)")
       ->check(CLI::Range(1, 20));

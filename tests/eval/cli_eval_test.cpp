@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "medicosam/core/atomic_file.hpp"
+#include "medicosam/io/write.hpp"
 #include "test_util.hpp"
 
 using namespace medicosam;
@@ -102,4 +103,29 @@ TEST(CliEval, ClearErrors) {
   EXPECT_NE(r.output.find("holdout"), std::string::npos) << r.output;
   r = run_cli("eval --baseline lasso" + data);
   EXPECT_NE(r.rc, 0);
+}
+
+TEST(CliEval, Interactive3DWithGrabCut) {
+  if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
+  TempDir tmp("cli_eval_3d");
+  const Phantom p = phantom();
+  fs::create_directories(tmp.path / "vols");
+  io::write_image((tmp.path / "vols" / "ph_image.nrrd").string(), p.volume);
+  io::write_label_map((tmp.path / "vols" / "ph_label.nrrd").string(), p.labels);
+  const auto out = tmp.path / "report3d";
+  const CliRun r =
+      run_cli("eval --baseline grabcut --protocol interactive3d --grid-search small -q --data " +
+              (tmp.path / "vols").string() + " --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  for (const char* f : {"summary.md", "summary.json", "per_volume.csv"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const auto j = nlohmann::json::parse(read_file((out / "summary.json").string()));
+  EXPECT_EQ(j["protocol"], "interactive3d");
+  const auto& box = j["results"][0]["starts"]["box"];
+  EXPECT_EQ(box["n_volumes"], 1);
+  EXPECT_GT(box["dice"].get<double>(), 0.5);
+  EXPECT_GE(box["grid_search_oracle_dice"].get<double>(), box["dice"].get<double>() - 1e-12);
+  EXPECT_EQ(j["results"][0]["volumes"][0]["skipped"], 1);  // the speck
+  const std::string md = read_file((out / "summary.md").string());
+  EXPECT_NE(md.find("grid-search oracle"), std::string::npos);
 }

@@ -13,6 +13,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "medicosam/eval/dataset.hpp"
+#include "medicosam/io/volume.hpp"
 #include "medicosam/segment/prompt_sampling.hpp"
 
 namespace medicosam::eval::testing {
@@ -104,6 +105,33 @@ inline void write_binary_dataset(const std::filesystem::path& root, int n, int h
   std::FILE* f = std::fopen((root / "split.json").c_str(), "w");
   std::fprintf(f, "{\"train\": [], \"val\": [], \"test\": [%s]}\n", names.c_str());
   std::fclose(f);
+}
+
+// 48 x 40 x 12 volume, spacing 1 x 1 x 2.5 mm: a box prism (label 1, z 2..8),
+// a cylinder (label 2, z 4..10) and a 2x2 speck (label 3, z 5..6) that is
+// below min_size in its middle slice.
+struct Phantom {
+  io::Volume volume;
+  io::LabelMap labels;
+};
+
+inline Phantom phantom() {
+  io::Geometry g;
+  g.size = {48, 40, 12};
+  g.spacing = {1.0, 1.0, 2.5};
+  Phantom p{io::Volume(io::PixelType::kInt16, g), io::LabelMap(g)};
+  for (int64_t z = 0; z < 12; ++z)
+    for (int64_t y = 0; y < 40; ++y)
+      for (int64_t x = 0; x < 48; ++x) {
+        uint16_t l = 0;
+        if (z >= 2 && z <= 8 && x >= 5 && x < 20 && y >= 6 && y < 30) l = 1;
+        if (z >= 4 && z <= 10 && (x - 34) * (x - 34) + (y - 20) * (y - 20) <= 64) l = 2;
+        if (z >= 5 && z <= 6 && x >= 40 && x < 42 && y >= 2 && y < 4) l = 3;
+        p.labels.set(x, y, z, l);
+        p.volume.set_value(x, y, z, 0,
+                           l ? 900.0 + 50 * l : 100.0 + double((x * 7 + y * 3 + z) % 17));
+      }
+  return p;
 }
 
 }  // namespace medicosam::eval::testing

@@ -18,6 +18,7 @@
 
 #include "medicosam/eval/dataset.hpp"
 #include "medicosam/eval/interactive2d.hpp"
+#include "medicosam/eval/interactive3d.hpp"
 #include "medicosam/segment/segmenter.hpp"
 
 namespace medicosam::eval {
@@ -59,6 +60,13 @@ std::vector<OverlayRecord> write_interactive2d_overlays(const std::string& out_d
 // for the trainer's validation snapshots).
 std::vector<uint8_t> render_case_png(const Sample2D& sample, const CaseDetail& detail,
                                      const std::string& title);
+
+// The 3D report in `out_dir`: summary.md (fixed setting and, where run, the
+// grid-search oracle per dataset x method x start prompt, per-volume table),
+// summary.json, per_volume.csv (one row per volume x start x class).
+void write_interactive3d_report(const std::string& out_dir,
+                                const std::vector<Interactive3DResult>& results,
+                                const ReportOptions& options = {});
 
 // CSV field: quoted when it holds a comma, quote or newline.
 std::string csv_field(const std::string& s);
