@@ -69,6 +69,35 @@ TEST(Session, PointsBoxesAndPropagationBuildTheObject) {
   EXPECT_EQ(count(f.s.labels(5), 1), label_mask(f.t[5], kH, kW, 1).area());
 }
 
+TEST(Session, CorrectionsRestartPropagationFromThePromptedSlices) {
+  Fixture f;
+  f.s.new_object();
+  f.s.add_point(3, {18, 20, 1});
+  f.s.propagate();
+  EXPECT_EQ(f.s.current_mask(9).data, label_mask(f.t[9], kH, kW, 1).data);
+  // The user corrects slice 8 by prompting it: propagation now runs from 3 and 8:
+  // below 3, above 8, and the gap 4..7 from both ends.
+  f.s.add_point(8, {18, 20, 1});
+  f.oracle.calls.clear();
+  const auto r = f.s.propagate();
+  const std::vector<int> expected{2, 1, 9, 10, 4, 5, 7, 6};
+  EXPECT_EQ(f.oracle.called_slices(), expected);
+  EXPECT_EQ(r.z_min, 2);
+  EXPECT_EQ(r.z_max, 9);
+  // Editing the committed object brings its masks back for another round.
+  f.s.commit();
+  const auto committed = f.s.label_counts();
+  EXPECT_EQ(f.s.edit_object(1), 1);
+  EXPECT_TRUE(f.s.label_counts().empty());
+  EXPECT_EQ(f.s.current_mask(6).data, label_mask(f.t[6], kH, kW, 1).data);
+  EXPECT_THROW(f.s.edit_object(1), InputError);  // one object at a time
+  f.s.commit();
+  EXPECT_EQ(f.s.label_counts(), committed);
+  f.s.undo();
+  f.s.undo();
+  EXPECT_EQ(f.s.label_counts(), committed);  // before the edit
+}
+
 TEST(Session, StopAnnotationBoundsPropagation) {
   Fixture f;
   f.s.new_object();

@@ -137,7 +137,15 @@ PropagationResult Session::propagate(const PropagationOptions& options) {
   auto& obj = current("propagate");
   std::vector<int> annotated;
   int lowest_stop = -1, highest_stop = -1;
-  for (const auto& [z, m] : obj.masks) annotated.push_back(z);
+  // Annotated = the slices the user prompted (with a mask): re-propagating after a
+  // correction starts from the corrected slice and overwrites what the previous
+  // propagation made between and beyond the prompted slices (micro_sam's
+  // annotator). An object without prompts (an edited committed one) starts from
+  // all its masks.
+  for (const auto& [z, p] : obj.prompts)
+    if (!p.is_stop() && obj.masks.count(z)) annotated.push_back(z);
+  if (annotated.empty())
+    for (const auto& [z, m] : obj.masks) annotated.push_back(z);
   if (annotated.empty())
     throw InputError("propagate: the current object has no segmented slice yet");
   const int lo = *std::min_element(annotated.begin(), annotated.end());
@@ -189,6 +197,35 @@ uint16_t Session::commit(bool overwrite) {
   const uint16_t label = obj.label;
   state_.next_label = std::max<uint16_t>(state_.next_label, static_cast<uint16_t>(label + 1));
   state_.current.reset();
+  changed();
+  return label;
+}
+
+uint16_t Session::edit_object(uint16_t label) {
+  if (state_.current) {
+    throw InputError("edit_object: object " + std::to_string(state_.current->label) +
+                     " is not committed (commit or discard it first)");
+  }
+  if (!state_.names.count(label))
+    throw InputError("edit_object: no committed object " + std::to_string(label));
+  push_undo();
+  const auto size = slice_size();
+  ObjectState o;
+  o.label = label;
+  o.name = state_.names[label];
+  for (auto& [z, lab] : state_.committed) {
+    BinaryMask m(size.height, size.width);
+    auto copy = *lab;
+    bool any = false;
+    for (size_t i = 0; i < copy.size(); ++i) {
+      if (copy[i] == label) m.data[i] = 1, copy[i] = 0, any = true;
+    }
+    if (!any) continue;
+    o.masks[z] = std::make_shared<const BinaryMask>(std::move(m));
+    lab = std::make_shared<const std::vector<uint16_t>>(std::move(copy));
+  }
+  state_.names.erase(label);
+  state_.current = std::move(o);
   changed();
   return label;
 }
@@ -484,6 +521,8 @@ json Session::apply(const json& a) {
       r["decoded_slices"] = res.steps.size();
     } else if (what == "commit") {
       r["label"] = commit(get_or<bool>(a, "overwrite", false));
+    } else if (what == "edit_object") {
+      r["label"] = edit_object(get<uint16_t>(a, "label"));
     } else if (what == "discard") {
       discard();
     } else if (what == "delete_object") {
@@ -495,7 +534,7 @@ json Session::apply(const json& a) {
     } else {
       throw InputError(
           "unknown action (expected new_object, add_point, remove_point, set_box, clear_box, "
-          "clear_slice, propagate, commit, discard, delete_object, undo, redo)");
+          "clear_slice, propagate, commit, edit_object, discard, delete_object, undo, redo)");
     }
     return r;
   } catch (const InputError& e) {

@@ -75,12 +75,17 @@ class Session {
   void set_box(int slice, const predict::Box& box);
   void clear_box(int slice);
   void clear_slice(int slice);
-  // Propagates the current object from its annotated slices (slices with a
-  // non-empty mask, plus stop annotations at either end).
+  // Propagates the current object from its annotated slices (prompted slices
+  // with a non-empty mask, else every slice with a mask; plus stop annotations
+  // beyond them). Slices the propagation visits are overwritten, so after a
+  // correction on a drifting slice, propagate again.
   PropagationResult propagate(const PropagationOptions& options = {});
   // Commits the current object; returns its label. With `overwrite` it
   // replaces voxels of earlier objects, otherwise those stay theirs.
   uint16_t commit(bool overwrite = false);
+  // Takes a committed object out of the label map and makes it the current one
+  // (its masks kept, no prompts), to correct it and commit it again.
+  uint16_t edit_object(uint16_t label);
   // Drops the current (uncommitted) object.
   void discard();
   // Removes a committed object.
