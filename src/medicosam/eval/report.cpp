@@ -67,6 +67,12 @@ std::vector<std::string> ordered(const std::vector<Interactive2DResult>& results
   return out;
 }
 
+// Markdown cell: "–" where the value is missing.
+std::string md_number(double v, int decimals) {
+  const std::string s = format_number(v, decimals);
+  return s.empty() ? "–" : s;
+}
+
 std::string fmt_opt(const std::optional<double>& v, bool bold) {
   if (!v || !std::isfinite(*v)) return "–";
   const std::string s = format_number(*v, 3);
@@ -423,7 +429,7 @@ void write_interactive2d_report(const std::string& out_dir,
        << ". Dice of the union of the objects' masks against the class's ground truth, per image; "
           "per class the "
           "mean over images, then the mean over classes. NSD at "
-       << format_number(o.nsd_tolerance_mm, 1)
+       << md_number(o.nsd_tolerance_mm, 1)
        << " mm and HD95 in mm (pixels for PNG/JPEG images, which have no "
        << "physical pixel size).\n\n";
   }
@@ -471,9 +477,9 @@ void write_interactive2d_report(const std::string& out_dir,
     for (const auto& st : sums[k].starts) {
       if (st.n_cases == 0) continue;
       md << "| " << results[k].dataset << " | " << results[k].method << " | "
-         << start_name(st.start) << " | " << format_number(st.nsd.front(), 3) << " | "
-         << format_number(st.nsd.back(), 3) << " | " << format_number(st.hd95.front(), 1) << " | "
-         << format_number(st.hd95.back(), 1) << " | " << st.hd95_undefined.back() << " |\n";
+         << start_name(st.start) << " | " << md_number(st.nsd.front(), 3) << " | "
+         << md_number(st.nsd.back(), 3) << " | " << md_number(st.hd95.front(), 1) << " | "
+         << md_number(st.hd95.back(), 1) << " | " << st.hd95_undefined.back() << " |\n";
     }
   md << "\n";
 
@@ -494,7 +500,7 @@ void write_interactive2d_report(const std::string& out_dir,
         if (st.n_cases == 0) continue;
         md << "| " << results[k].method << " | " << start_name(st.start) << " |";
         for (int it = 0; it < n_it; ++it)
-          md << " " << (it < int(st.dice.size()) ? format_number(st.dice[it], 3) : "") << " |";
+          md << " " << (it < int(st.dice.size()) ? md_number(st.dice[it], 3) : "") << " |";
         md << "\n";
       }
     }
@@ -516,8 +522,8 @@ void write_interactive2d_report(const std::string& out_dir,
             if (pos == st.classes.end()) continue;
             const auto& curve = st.class_dice[size_t(pos - st.classes.begin())];
             md << "| " << cname << " | " << results[k].method << " | " << start_name(st.start)
-               << " | " << format_number(curve.front(), 3) << " | "
-               << format_number(curve.back(), 3) << " |\n";
+               << " | " << md_number(curve.front(), 3) << " | " << md_number(curve.back(), 3)
+               << " |\n";
           }
         }
       md << "\n";
@@ -539,7 +545,7 @@ void write_interactive2d_report(const std::string& out_dir,
         md << "**" << o.method << ", " << start_name(o.start) << " start, " << o.kind
            << "**: " << o.image;
         if (o.class_name != "foreground") md << " / " << o.class_name;
-        md << " (Dice " << format_number(o.dice_first, 3) << " -> " << format_number(o.dice_last, 3)
+        md << " (Dice " << md_number(o.dice_first, 3) << " -> " << md_number(o.dice_last, 3)
            << ")\n\n![" << o.image << "](" << o.path << ")\n\n";
       }
     }
@@ -549,8 +555,8 @@ void write_interactive2d_report(const std::string& out_dir,
         "|\n|---|---|---:|---:|---:|---:|\n";
   for (const auto& r : results) {
     md << "| " << r.dataset << " | " << r.method << " | " << r.images << " | "
-       << format_number(r.encode_seconds, 1) << " | " << format_number(r.decode_seconds, 1) << " | "
-       << format_number(r.wall_seconds, 1) << " |\n";
+       << md_number(r.encode_seconds, 1) << " | " << md_number(r.decode_seconds, 1) << " | "
+       << md_number(r.wall_seconds, 1) << " |\n";
   }
   md << "\nencode = setting the image (SAM: image encoder; GrabCut: colour conversion); decode = "
         "all prompt rounds "
@@ -664,7 +670,7 @@ void write_interactive3d_report(const std::string& out_dir,
        << "tight box; the mask is propagated through the volume (micro_sam "
           "segment_mask_in_volume); objects with fewer "
        << "than " << o.min_size << " px in their middle slice are skipped. Dice, NSD at "
-       << format_number(o.nsd_tolerance_mm, 1)
+       << md_number(o.nsd_tolerance_mm, 1)
        << " mm and HD95 (mm) per class on the voxel grid, averaged over "
        << "classes per volume, then over volumes. Fixed setting: " << o.fixed.to_string() << ".";
     if (o.grid != GridSearch::kNone) {
@@ -684,11 +690,11 @@ void write_interactive3d_report(const std::string& out_dir,
   for (const auto& r : results)
     for (const auto& s : summarize(r)) {
       md << "| " << r.dataset << " | " << r.method << " | " << start_name(s.start) << " | "
-         << s.n_volumes << " | " << format_number(s.dice, 3) << " | " << format_number(s.nsd, 3)
-         << " | " << format_number(s.hd95, 1)
+         << s.n_volumes << " | " << md_number(s.dice, 3) << " | " << md_number(s.nsd, 3) << " | "
+         << md_number(s.hd95, 1)
          << (s.hd95_undefined ? " (" + std::to_string(s.hd95_undefined) + " undefined)"
                               : std::string())
-         << " | " << (s.grid_dice ? format_number(*s.grid_dice, 3) : std::string("-")) << " |\n";
+         << " | " << (s.grid_dice ? md_number(*s.grid_dice, 3) : std::string("-")) << " |\n";
     }
   md << "\n## Per volume\n\n| dataset | method | volume | start | objects (skipped) | Dice | NSD | "
         "HD95 | grid oracle "
@@ -698,16 +704,16 @@ void write_interactive3d_report(const std::string& out_dir,
     for (const auto& v : r.volumes) {
       md << "| " << r.dataset << " | " << r.method << " | " << v.volume << " | "
          << start_name(v.start) << " | " << v.n_objects << " (" << v.n_skipped << ") | "
-         << format_number(v.fixed.dice, 3) << " | " << format_number(v.fixed.nsd, 3) << " | "
-         << format_number(v.fixed.hd95, 1) << " | "
-         << (v.best_setting ? format_number(v.best.dice, 3) : std::string("-")) << " | "
+         << md_number(v.fixed.dice, 3) << " | " << md_number(v.fixed.nsd, 3) << " | "
+         << md_number(v.fixed.hd95, 1) << " | "
+         << (v.best_setting ? md_number(v.best.dice, 3) : std::string("-")) << " | "
          << (v.best_setting ? v.best_setting->to_string() : std::string("-")) << " | "
-         << v.decoded_slices << " | " << format_number(v.seconds, 1) << " |\n";
+         << v.decoded_slices << " | " << md_number(v.seconds, 1) << " |\n";
     }
   md << "\n## Timing\n\n| dataset | method | encode (s) | wall (s) |\n|---|---|---:|---:|\n";
   for (const auto& r : results)
-    md << "| " << r.dataset << " | " << r.method << " | " << format_number(r.encode_seconds, 1)
-       << " | " << format_number(r.wall_seconds, 1) << " |\n";
+    md << "| " << r.dataset << " | " << r.method << " | " << md_number(r.encode_seconds, 1) << " | "
+       << md_number(r.wall_seconds, 1) << " |\n";
   md << "\nFiles: summary.json (these numbers), per_volume.csv (every volume x start x class and "
         "setting). See "
         "docs/evaluation.md.\n";
