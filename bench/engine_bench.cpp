@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "medicosam/checkpoint/checkpoint.hpp"
+#include "medicosam/core/openmp_policy.hpp"
 #include "medicosam/model/sam.hpp"
 #include "medicosam/predict/predictor.hpp"
 
@@ -86,6 +87,7 @@ double blas_gflops() {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  prefer_passive_openmp_waits(argv);
   const Args args = parse(argc, argv);
   at::set_num_threads(args.threads);
   std::printf("medicosam_bench: %d thread(s), torch %s\n", args.threads, TORCH_VERSION);

@@ -2,8 +2,6 @@
 // Segment-Anything-family models. One subcommand per user task.
 #include <CLI/CLI.hpp>
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -11,24 +9,10 @@
 
 #include "commands.hpp"
 #include "medicosam/core/error.hpp"
-
-namespace {
-
-// Training runs a data-loading thread next to the OpenMP compute threads. With
-// libgomp's default active waiting, idle compute threads spin and take the
-// cores the loader (and other processes) need: measured 14 s -> 3.6 s per
-// step on a busy 2-core machine. The policy is read when libgomp loads, so the
-// process re-executes itself once with it set (unless the user chose one).
-void use_passive_openmp_waits_for_training(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) != "train" || std::getenv("OMP_WAIT_POLICY")) return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
-}
-
-}  // namespace
+#include "medicosam/core/openmp_policy.hpp"
 
 int main(int argc, char** argv) {
-  use_passive_openmp_waits_for_training(argc, argv);
+  medicosam::prefer_passive_openmp_waits(argv);
   CLI::App app{"medicosam: segment medical images with SAM / MedicoSAM models, natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "medicosam 0.1.0");

@@ -34,7 +34,8 @@ struct MLPBlockImpl : torch::nn::Module {
 TORCH_MODULE(MLPBlock);
 
 struct EncoderAttentionImpl : torch::nn::Module {
-  EncoderAttentionImpl(int64_t dim, int64_t num_heads, bool qkv_bias, bool use_rel_pos, int64_t input_size);
+  EncoderAttentionImpl(int64_t dim, int64_t num_heads, bool qkv_bias, bool use_rel_pos,
+                       int64_t input_size);
   // x: (B, H, W, C)
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
@@ -94,7 +95,8 @@ struct PromptEncoderImpl : torch::nn::Module {
   // Returns (sparse (B,M,C), dense (B,C,g,g)).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& point_coords,
                                                   const torch::Tensor& point_labels,
-                                                  const torch::Tensor& boxes, const torch::Tensor& masks);
+                                                  const torch::Tensor& boxes,
+                                                  const torch::Tensor& masks);
   torch::Tensor dense_pe();  // (1, C, g, g), cached per device
   PositionEmbeddingRandom pe_layer{nullptr};
   torch::nn::ModuleList point_embeddings;
@@ -112,6 +114,11 @@ TORCH_MODULE(PromptEncoder);
 struct DecoderAttentionImpl : torch::nn::Module {
   DecoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t downsample_rate);
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+  // Exact factored forms used by forward() when they need fewer operations.
+  torch::Tensor forward_few_queries(const torch::Tensor& q, const torch::Tensor& k,
+                                    const torch::Tensor& v);
+  torch::Tensor forward_few_keys(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   int64_t num_heads, internal_dim;
 };
@@ -121,8 +128,10 @@ struct TwoWayAttentionBlockImpl : torch::nn::Module {
   TwoWayAttentionBlockImpl(const DecoderConfig& c, bool skip_first_layer_pe);
   // Updates queries (B,T,C) and keys (B,HW,C) in place of the returned pair.
   std::pair<torch::Tensor, torch::Tensor> forward(torch::Tensor queries, torch::Tensor keys,
-                                                  const torch::Tensor& query_pe, const torch::Tensor& key_pe);
-  DecoderAttention self_attn{nullptr}, cross_attn_token_to_image{nullptr}, cross_attn_image_to_token{nullptr};
+                                                  const torch::Tensor& query_pe,
+                                                  const torch::Tensor& key_pe);
+  DecoderAttention self_attn{nullptr}, cross_attn_token_to_image{nullptr},
+      cross_attn_image_to_token{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr}, norm4{nullptr};
   MLPBlock mlp{nullptr};
   bool skip_first_layer_pe;
@@ -132,7 +141,8 @@ TORCH_MODULE(TwoWayAttentionBlock);
 struct TwoWayTransformerImpl : torch::nn::Module {
   explicit TwoWayTransformerImpl(const DecoderConfig& c);
   // image (B,C,h,w), image_pe (B,C,h,w), tokens (B,T,C) -> (queries (B,T,C), keys (B,hw,C))
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image, const torch::Tensor& image_pe,
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image,
+                                                  const torch::Tensor& image_pe,
                                                   const torch::Tensor& tokens);
   torch::nn::ModuleList layers;
   DecoderAttention final_attn_token_to_image{nullptr};
@@ -151,14 +161,18 @@ struct MaskDecoderImpl : torch::nn::Module {
   explicit MaskDecoderImpl(const DecoderConfig& c);
   // Returns (low-res mask logits (B, 1|K, 4g, 4g), iou predictions (B, 1|K)).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image_embeddings,
-                                                  const torch::Tensor& image_pe, const torch::Tensor& sparse,
-                                                  const torch::Tensor& dense, bool multimask_output);
+                                                  const torch::Tensor& image_pe,
+                                                  const torch::Tensor& sparse,
+                                                  const torch::Tensor& dense,
+                                                  bool multimask_output);
   // All mask tokens, before the multimask slice.
   std::pair<torch::Tensor, torch::Tensor> predict_masks(const torch::Tensor& image_embeddings,
                                                         const torch::Tensor& image_pe,
-                                                        const torch::Tensor& sparse, const torch::Tensor& dense);
+                                                        const torch::Tensor& sparse,
+                                                        const torch::Tensor& dense);
   // output_upscaling + hypernetwork product: keys (B, h*w, C) -> masks (B, M, 4h, 4w).
-  torch::Tensor upscale_and_project(const torch::Tensor& keys, const torch::Tensor& hyper_in, int64_t h, int64_t w);
+  torch::Tensor upscale_and_project(const torch::Tensor& keys, const torch::Tensor& hyper_in,
+                                    int64_t h, int64_t w);
   TwoWayTransformer transformer{nullptr};
   torch::nn::Embedding iou_token{nullptr}, mask_tokens{nullptr};
   torch::nn::Sequential output_upscaling;
