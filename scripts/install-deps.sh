@@ -9,14 +9,14 @@ PKGS=(
   # engine
   libtorch-dev libgloo-dev libopenblas0-openmp libjemalloc2
   # medical I/O
-  libinsighttoolkit5-dev libgdcm-tools libdcmtk-dev dcmtk dicom3tools
+  libinsighttoolkit5-dev libgdcm-tools libdcmtk-dev dcmtk dicom3tools libblosc-dev
   # images, CLI, server, logging
   libpng-dev libjpeg-dev libtiff-dev zlib1g-dev libopencv-dev
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # interoperability checks in tests only (the product never needs Python)
-  python3-torch python3-numpy python3-nibabel python3-pydicom python3-opencv python3-pil
+  python3-torch python3-numpy python3-nibabel python3-pydicom python3-opencv python3-pil python3-zarr
 )
 
 missing=()
