@@ -2,6 +2,8 @@
 // honours corrective clicks, and is deterministic.
 #include <gtest/gtest.h>
 
+#include <opencv2/imgproc.hpp>
+
 #include "medicosam/core/error.hpp"
 #include "medicosam/eval/grabcut.hpp"
 #include "medicosam/eval/interactive2d.hpp"
@@ -105,4 +107,36 @@ TEST(GrabCut, BadInputIsRejected) {
   gc.set_image(img.data.data(), 20, 20);
   p.box = predict::Box{0, 0, 30, 10};
   EXPECT_THROW(gc.segment(p), InputError);  // outside the image
+}
+
+TEST(GrabCut, WholeImageBoxIsOpenCvsRectangleGrabCut) {
+  // With a region of interest covering the image and no downscaling, the box
+  // start is exactly cv::grabCut(GC_INIT_WITH_RECT) on the full image.
+  const int H = 90, W = 120;
+  const auto gt = mask_or(disc_mask(H, W, 50, 45, 22), rect_mask(H, W, 60, 30, 90, 60));
+  auto img = synthetic_image(gt, 3);
+  for (size_t i = 0; i < img.data.size(); i += 7)
+    img.data[i] = uint8_t(img.data[i] ^ 0x55);  // clutter
+  GrabCutOptions o;
+  o.max_side = 0;
+  o.roi_margin = 10;
+  o.iterations = 4;
+  GrabCutSegmenter gc(o);
+  gc.set_image(img.data.data(), H, W);
+  predict::Prompt p;
+  p.box = segment::bounding_box(gt);
+  const auto ours = gc.segment(p);
+
+  cv::Mat rgb(H, W, CV_8UC3, img.data.data()), bgr, mask, bgd, fgd;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  cv::theRNG().state = kGrabCutRngState;
+  cv::grabCut(bgr, mask,
+              cv::Rect(int(p.box->x0), int(p.box->y0), int(p.box->x1 - p.box->x0),
+                       int(p.box->y1 - p.box->y0)),
+              bgd, fgd, 4, cv::GC_INIT_WITH_RECT);
+  const cv::Mat fg = (mask == cv::GC_FGD) | (mask == cv::GC_PR_FGD);
+  std::vector<uint8_t> expected(fg.data, fg.data + fg.total());
+  for (auto& v : expected) v = v != 0;
+  EXPECT_EQ(ours, expected);
+  EXPECT_GT(segment::BinaryMask(H, W, ours).area(), 0);
 }

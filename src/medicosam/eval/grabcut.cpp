@@ -113,7 +113,7 @@ std::vector<uint8_t> GrabCutSegmenter::segment(const predict::Prompt& p) const {
       // its state so a prompt always gives the same mask, whatever ran before.
       cv::RNG& rng = cv::theRNG();
       const uint64_t saved = rng.state;
-      rng.state = 0x9e3779b97f4a7c15ULL;
+      rng.state = kGrabCutRngState;
       try {
         cv::grabCut(img, trimap, cv::Rect(), bgd_model, fgd_model, options_.iterations,
                     cv::GC_INIT_WITH_MASK);

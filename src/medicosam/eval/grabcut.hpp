@@ -23,12 +23,17 @@
 // protocol re-sends all clicks each round), and its k-means seeding is fixed,
 // so a prompt always gives the same mask. Previous masks (mask_input) are ignored; low_res_size()
 // is 0.
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "medicosam/segment/segmenter.hpp"
 
 namespace medicosam::eval {
+
+// The state of OpenCV's RNG set before every cv::grabCut call (its k-means
+// initialisation draws from it), so results do not depend on what ran before.
+constexpr uint64_t kGrabCutRngState = 0x9e3779b97f4a7c15ULL;
 
 struct GrabCutOptions {
   int iterations = 3;        // cv::grabCut iterations per call
