@@ -167,10 +167,10 @@ Dataset2D Dataset2D::open(const std::string& dir, const Dataset2DOptions& option
       }
       names.push_back(name);
     }
-    split_desc = options.split;
+    split_desc = options.split + " (";
   } else {
     for (const auto& [stem, path] : images) names.push_back(stem);
-    split_desc = options.split == "all" ? "all" : "all (no split.json)";
+    split_desc = options.split == "all" ? "all (" : "all (no split.json; ";
   }
 
   Dataset2D d;
@@ -217,7 +217,7 @@ Dataset2D Dataset2D::open(const std::string& dir, const Dataset2DOptions& option
   const size_t available = d.entries_.size();
   if (options.limit > 0 && int64_t(d.entries_.size()) > options.limit)
     d.entries_.resize(size_t(options.limit));
-  d.split_description_ = split_desc + " (" + std::to_string(d.entries_.size()) + " of " +
+  d.split_description_ = split_desc + std::to_string(d.entries_.size()) + " of " +
                          std::to_string(available) + " images with ground truth";
   if (!d.skipped_.empty())
     d.split_description_ += "; " + std::to_string(d.skipped_.size()) + " without";

@@ -69,7 +69,8 @@ class Dataset2D {
 
   const std::string& name() const { return name_; }  // folder name
   const std::string& dir() const { return dir_; }
-  // "test (54 of 54 images)", "all (no split.json)", ...
+  // "test (54 of 54 images with ground truth)", "all (no split.json; 4 of 4
+  // images with ground truth; 1 without)", ...
   const std::string& split_description() const { return split_description_; }
   const Dataset2DOptions& options() const { return options_; }
   size_t size() const { return entries_.size(); }
