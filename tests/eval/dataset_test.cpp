@@ -90,7 +90,7 @@ TEST(Dataset2D, MultiLabelMapsInstanceMapsAndInstanceFiles) {
   write_rgb_png(tmp.path / "images" / "lonely.png", synthetic_image(a));
 
   const auto d = Dataset2D::open(tmp.path.string());  // no split.json: all images
-  EXPECT_EQ(d.split_description().rfind("all (no split.json)", 0), 0u) << d.split_description();
+  EXPECT_EQ(d.split_description().rfind("all (no split.json; 4 of 4 images", 0), 0u) << d.split_description();
   ASSERT_EQ(d.size(), 4u);
   EXPECT_EQ(d.skipped(), std::vector<std::string>{"lonely"});
   for (size_t i = 0; i < d.size(); ++i) {
