@@ -322,7 +322,7 @@ std::vector<PropagationSetting> grid_settings(GridSearch g) {
 std::vector<VolumeResult> run_interactive3d_volume(
     segment::ImageSegmenter& segmenter, const io::Volume& volume, const io::LabelMap& labels,
     const std::string& dataset, const std::string& name, const Interactive3DOptions& o,
-    double* encode_seconds) {
+    double* encode_seconds, const std::function<void(const VolumeResult&)>& on_result) {
   if (o.starts.empty()) throw InputError("interactive3d: no start prompt (point and/or box)");
   if (labels.size() != volume.size()) {
     throw InputError("volume '" + name + "': label map size differs from the image");
@@ -491,6 +491,7 @@ std::vector<VolumeResult> run_interactive3d_volume(
     }
     r.decoded_slices = decoded() - decoded_before;
     r.seconds = seconds_since(t_case);
+    if (on_result) on_result(r);
     out.push_back(std::move(r));
   }
   return out;
@@ -504,8 +505,8 @@ Interactive3DResult run_interactive3d(segment::ImageSegmenter& segmenter, const 
   res.dataset = dataset.name();
   res.split = dataset.split_description();
   res.options = options;
-  Progress progress(int64_t(dataset.size()), res.method + " on " + res.dataset + " (3D)",
-                    options.progress);
+  Progress progress(int64_t(dataset.size() * options.starts.size()),
+                    res.method + " on " + res.dataset + " (3D)", options.progress);
   for (size_t i = 0; i < dataset.size(); ++i) {
     const auto& e = dataset.entry(i);
     const io::Volume vol = io::read_image(e.image_path);
@@ -517,10 +518,12 @@ Interactive3DResult run_interactive3d(segment::ImageSegmenter& segmenter, const 
     // A label map is defined on its image's grid (NIfTI/NRRD round-offs aside).
     if (!io::same_grid(labels.geometry(), vol.geometry(), 1e-3))
       labels.set_geometry(vol.geometry());
-    auto results = run_interactive3d_volume(segmenter, vol, labels, dataset.name(), e.name, options,
-                                            &res.encode_seconds);
+    auto results = run_interactive3d_volume(
+        segmenter, vol, labels, dataset.name(), e.name, options, &res.encode_seconds,
+        [&](const VolumeResult& r) {
+          progress.advance(1, e.name + " (" + start_name(r.start) + " start)");
+        });
     for (auto& r : results) res.volumes.push_back(std::move(r));
-    progress.advance(1, e.name);
   }
   progress.finish();
   res.wall_seconds = seconds_since(t0);

@@ -20,6 +20,7 @@
 // kept. That grid number is an oracle (it looks at the truth to choose the
 // parameters) and is labelled as such in reports.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -120,10 +121,12 @@ struct Interactive3DResult {
 };
 
 // One volume (all start prompts). `labels` must be on `volume`'s grid.
+// `on_result` (if set) sees each start prompt's result when it is done.
 std::vector<VolumeResult> run_interactive3d_volume(
     segment::ImageSegmenter& segmenter, const io::Volume& volume, const io::LabelMap& labels,
     const std::string& dataset, const std::string& name, const Interactive3DOptions& options,
-    double* encode_seconds = nullptr);
+    double* encode_seconds = nullptr,
+    const std::function<void(const VolumeResult&)>& on_result = {});
 
 Interactive3DResult run_interactive3d(segment::ImageSegmenter& segmenter, const Dataset3D& dataset,
                                       const Interactive3DOptions& options);
