@@ -245,3 +245,23 @@ TEST(Interactive2D, BadOptionsAreRejected) {
   EXPECT_THROW(parse_start("lasso"), InputError);
   EXPECT_EQ(parse_start("box"), StartPrompt::kBox);
 }
+
+TEST(Interactive2D, AnySampleSourceAndOnImageCallback) {
+  OracleOptions oo;
+  oo.erosion = 2;
+  OracleSegmenter oracle(oo);
+  std::vector<Sample2D> samples{two_class_sample("x0"), two_class_sample("x1")};
+  int seen = 0;
+  auto o = quiet();
+  o.n_iterations = 3;
+  const auto r = run_interactive2d(
+      oracle, "mem", samples.size(), [&](size_t i) { return samples[i]; }, o,
+      [&](const std::vector<CaseResult>& cases) { seen += int(cases.size()); });
+  EXPECT_EQ(r.dataset, "mem");
+  EXPECT_EQ(r.images, 2);
+  EXPECT_EQ(r.cases.size(), 8u);  // 2 images x 2 classes x 2 starts
+  EXPECT_EQ(seen, 8);
+  const auto s = summarize(r);
+  ASSERT_TRUE(s.box && s.i_b);
+  EXPECT_LT(*s.box, *s.i_b);  // the eroding oracle improves with correction rounds
+}

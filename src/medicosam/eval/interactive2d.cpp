@@ -193,24 +193,24 @@ std::optional<CaseDetail> run_interactive2d_case(segment::ImageSegmenter& segmen
 }
 
 Interactive2DResult run_interactive2d(
-    segment::ImageSegmenter& segmenter, const Dataset2D& dataset,
-    const Interactive2DOptions& options,
+    segment::ImageSegmenter& segmenter, const std::string& dataset_name, size_t n_samples,
+    const std::function<Sample2D(size_t)>& load_sample, const Interactive2DOptions& options,
     const std::function<void(const std::vector<CaseResult>&)>& on_image) {
   validate(options);
   const auto t_start = Clock::now();
   Interactive2DResult res;
   res.method = segmenter.name();
-  res.dataset = dataset.name();
-  res.split = dataset.split_description();
+  res.dataset = dataset_name;
+  res.split = std::to_string(n_samples) + " images";
   res.options = options;
-  Progress progress(int64_t(dataset.size()), res.method + " on " + res.dataset, options.progress);
+  Progress progress(int64_t(n_samples), res.method + " on " + res.dataset, options.progress);
   // Running mean of the last iteration's Dice, for the progress note.
   double sum_last = 0;
   int n_last = 0;
-  for (size_t i = 0; i < dataset.size(); ++i) {
-    const Sample2D sample = dataset.load(i);
+  for (size_t i = 0; i < n_samples; ++i) {
+    const Sample2D sample = load_sample(i);
     const auto t0 = Clock::now();
-    auto cases = run_interactive2d_sample(segmenter, sample, dataset.name(), options);
+    auto cases = run_interactive2d_sample(segmenter, sample, dataset_name, options);
     double decode = 0;
     for (const auto& c : cases) decode += c.decode_seconds;
     res.decode_seconds += decode;
@@ -232,6 +232,17 @@ Interactive2DResult run_interactive2d(
   }
   progress.finish();
   res.wall_seconds = seconds_since(t_start);
+  return res;
+}
+
+Interactive2DResult run_interactive2d(
+    segment::ImageSegmenter& segmenter, const Dataset2D& dataset,
+    const Interactive2DOptions& options,
+    const std::function<void(const std::vector<CaseResult>&)>& on_image) {
+  auto res = run_interactive2d(
+      segmenter, dataset.name(), dataset.size(), [&](size_t i) { return dataset.load(i); }, options,
+      on_image);
+  res.split = dataset.split_description();
   return res;
 }
 

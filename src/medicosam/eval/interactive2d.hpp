@@ -131,6 +131,12 @@ Interactive2DResult run_interactive2d(
     segment::ImageSegmenter& segmenter, const Dataset2D& dataset,
     const Interactive2DOptions& options,
     const std::function<void(const std::vector<CaseResult>&)>& on_image = {});
+// Any sample source (a trainer's validation set, in-memory samples):
+// `load_sample(i)` for i in [0, n_samples).
+Interactive2DResult run_interactive2d(
+    segment::ImageSegmenter& segmenter, const std::string& dataset_name, size_t n_samples,
+    const std::function<Sample2D(size_t)>& load_sample, const Interactive2DOptions& options,
+    const std::function<void(const std::vector<CaseResult>&)>& on_image = {});
 
 // Segmenters that may look at the truth (oracles, test doubles) implement this;
 // the protocol hands them each class mask before prompting it.
