@@ -126,7 +126,7 @@ TrainSample make_synthetic_sample(uint64_t seed, uint64_t index, const Synthetic
     draw_shape(m, rng);
     // Object appearance: an intensity offset from the local background that
     // ranges from faint to strong, its own texture and an internal gradient.
-    const double contrast = (rng.bernoulli(0.5) ? 1 : -1) * rng.uniform(0.06, 0.6);
+    const double contrast = (rng.bernoulli(0.5) ? 1 : -1) * rng.uniform(0.1, 0.6);
     cv::Mat tex = texture(h, w, rng) * rng.uniform(0.0, 0.1);
     cv::Mat grad = smooth_field(h, w, rng, 1) * rng.uniform(0.0, 0.2);
     cv::Mat obj = img + contrast + tex + grad;
@@ -137,7 +137,7 @@ TrainSample make_synthetic_sample(uint64_t seed, uint64_t index, const Synthetic
 
   // Acquisition effects: blur, then additive or speckle noise.
   if (rng.bernoulli(0.7)) cv::GaussianBlur(img, img, {0, 0}, rng.uniform(0.3, 2.5));
-  const double noise = rng.uniform(0.0, 0.12);
+  const double noise = rng.uniform(0.0, 0.08);
   cv::Mat nz(h, w, CV_32F);
   for (int i = 0; i < h * w; ++i) nz.at<float>(i) = static_cast<float>(rng.normal());
   if (rng.bernoulli(0.3)) {
