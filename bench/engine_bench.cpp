@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "medicosam/checkpoint/checkpoint.hpp"
-#include "medicosam/core/openmp_policy.hpp"
+#include "medicosam/core/runtime_env.hpp"
 #include "medicosam/model/sam.hpp"
 #include "medicosam/predict/predictor.hpp"
 
@@ -70,32 +70,42 @@ Args parse(int argc, char** argv) {
 }
 
 // 4096x768 @ 768x3072 fp32: the shape of ViT-B's MLP on a 1024^2 image.
-double blas_gflops() {
+// Returns {median, best} GFLOP/s over 15 runs. The CI check uses the best run:
+// other load on a shared host only slows runs down (medians of 34-60 GFLOP/s
+// were seen on a busy 2-core VM that reaches 170 idle), whereas the reference-
+// BLAS trap makes every run ~2 GFLOP/s.
+struct BlasSpeed {
+  double median = 0, best = 0;
+};
+
+BlasSpeed blas_gflops() {
   torch::InferenceMode guard;
   auto a = torch::randn({4096, 768});
   auto b = torch::randn({768, 3072});
   auto c = torch::matmul(a, b);  // warm up
   std::vector<double> t;
-  for (int i = 0; i < 7; ++i) {
+  for (int i = 0; i < 15; ++i) {
     auto t0 = Clock::now();
     c = torch::matmul(a, b);
     t.push_back(seconds_since(t0));
   }
-  return 2.0 * 4096 * 768 * 3072 / median(t) / 1e9;
+  const double flop = 2.0 * 4096 * 768 * 3072;
+  return {flop / median(t) / 1e9, flop / *std::min_element(t.begin(), t.end()) / 1e9};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
-  prefer_passive_openmp_waits(argv);
+  tune_runtime_environment(argv);
   const Args args = parse(argc, argv);
   at::set_num_threads(args.threads);
   std::printf("medicosam_bench: %d thread(s), torch %s\n", args.threads, TORCH_VERSION);
 
-  const double gf = blas_gflops();
-  const bool blas_ok = gf > 50.0;
-  std::printf("matmul 4096x768x3072 fp32: %.1f GFLOP/s %s\n", gf,
-              blas_ok ? "(ok, > 50)" : "(TOO SLOW: reference BLAS? install libopenblas0-openmp)");
+  const BlasSpeed gf = blas_gflops();
+  const bool blas_ok = gf.best > 50.0;
+  std::printf("matmul 4096x768x3072 fp32 (OpenBLAS core %s): best %.1f GFLOP/s, median %.1f over 15 runs %s\n",
+              *openblas_core_name() ? openblas_core_name() : "n/a", gf.best, gf.median,
+              blas_ok ? "(ok, best > 50)" : "(TOO SLOW: reference BLAS? install libopenblas0-openmp)");
   if (args.blas_only) return blas_ok ? 0 : 1;
 
   // Encoder: a real checkpoint or random weights of an official shape.

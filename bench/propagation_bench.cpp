@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "medicosam/core/npy.hpp"
-#include "medicosam/core/openmp_policy.hpp"
+#include "medicosam/core/runtime_env.hpp"
 #include "medicosam/model/sam.hpp"
 #include "medicosam/segment/propagation.hpp"
 
@@ -67,7 +67,7 @@ class MemorySlices : public segment::SliceSegmenter {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  prefer_passive_openmp_waits(argv);
+  tune_runtime_environment(argv);
   std::string model = std::string(MEDICOSAM_SHARED_DIR) + "/fixtures/sam_parity/sam_tiny_seed0.pth";
   int slices = 100, size = 512, threads = 2, encode_slices = 3;
   std::string projection = "mask";

@@ -9,10 +9,10 @@
 
 #include "commands.hpp"
 #include "medicosam/core/error.hpp"
-#include "medicosam/core/openmp_policy.hpp"
+#include "medicosam/core/runtime_env.hpp"
 
 int main(int argc, char** argv) {
-  medicosam::prefer_passive_openmp_waits(argv);
+  medicosam::tune_runtime_environment(argv);
   CLI::App app{"medicosam: segment medical images with SAM / MedicoSAM models, natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "medicosam 0.1.0");
