@@ -181,9 +181,11 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
     if (m.baseline == "grabcut") {
       ropts.notes.push_back(
           "grabcut: OpenCV GrabCut, " + std::to_string(a.grabcut_iterations) +
-          " iterations per call, region of interest downscaled to at most " +
-          std::to_string(a.grabcut_max_side) +
-          " px; box = GrabCut's rectangle; clicks = sure foreground/background discs; the point "
+          " iterations per call, " +
+          (a.grabcut_max_side > 0
+               ? "region of interest downscaled to at most " + std::to_string(a.grabcut_max_side) + " px"
+               : std::string("full resolution")) +
+          "; box = GrabCut's rectangle; clicks = sure foreground/background discs; the point "
           "start uses a prior square (20% of the shorter image side) and is weak by construction.");
     }
   }
