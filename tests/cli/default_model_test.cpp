@@ -103,9 +103,9 @@ TEST(DefaultModel, IsFoundWithoutModelOptionAndDescribesItself) {
 }
 
 // Held-out (test split) images — the first of each split, not picked — one
-// object each, segmented from the object's tight box. Measured: PH2 0.90,
-// Kvasir 0.60 (the model card's Box means are 0.88 and 0.54); the stage-1
-// synthetic-only model averages 0.17 / 0.15 there, so the thresholds catch an
+// object each, segmented from the object's tight box. Measured: PH2 0.89,
+// Kvasir 0.72 (the model card's Box means are 0.90 and 0.64); the stage-1
+// synthetic-only model's Box means are 0.28 / 0.15, so the thresholds catch an
 // untrained, wrongly loaded or wrongly preprocessed model.
 TEST(DefaultModel, SegmentsHeldOutTestImagesFromTheirBoxes) {
   struct Case {
