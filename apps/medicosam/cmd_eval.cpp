@@ -182,9 +182,9 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
       ropts.notes.push_back(
           "grabcut: OpenCV GrabCut, " + std::to_string(a.grabcut_iterations) +
           " iterations per call, " +
-          (a.grabcut_max_side > 0
-               ? "region of interest downscaled to at most " + std::to_string(a.grabcut_max_side) + " px"
-               : std::string("full resolution")) +
+          (a.grabcut_max_side > 0 ? "region of interest downscaled to at most " +
+                                        std::to_string(a.grabcut_max_side) + " px"
+                                  : std::string("full resolution")) +
           "; box = GrabCut's rectangle; clicks = sure foreground/background discs; the point "
           "start uses a prior square (20% of the shorter image side) and is weak by construction.");
     }

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -395,7 +395,8 @@ TEST(EmbeddingCache, KilledEmbeddingRunResumesWhereItStopped) {
   for (int z : {0, 3}) {
     const auto img = slices.model_image(z);
     const auto cached = floats(cache.load(z).to_npy());
-    const auto fresh = floats(tiny_model().encode(img.data.data(), img.height, img.width, 3).to_npy());
+    const auto fresh =
+        floats(tiny_model().encode(img.data.data(), img.height, img.width, 3).to_npy());
     ASSERT_EQ(cached.size(), fresh.size()) << "slice " << z;
     double max_diff = 0;
     for (size_t i = 0; i < cached.size(); ++i)
