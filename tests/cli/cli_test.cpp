@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "medicosam/core/npy.hpp"
+#include "cli_runner.hpp"
 
 namespace fs = std::filesystem;
 using namespace medicosam;
@@ -22,40 +23,11 @@ const std::string kModel = kFix + "sam_tiny_seed0.pth";
 const std::string kImage =
     std::string(MEDICOSAM_SOURCE_DIR) + "/samples/ct_abdomen_amos_0004_75.png";
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = clitest::CliResult;
 
-// One scratch folder per test program, removed at exit.
-struct Scratch {
-  fs::path dir = fs::temp_directory_path() / ("medicosam_cli_" + std::to_string(::getpid()));
-  Scratch() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() { fs::remove_all(dir); }
-};
+fs::path scratch() { return clitest::cli_scratch(); }
 
-fs::path scratch() {
-  static Scratch s;
-  return s.dir;
-}
-
-Result cli(const std::string& args) {
-  const char* bin = std::getenv("MEDICOSAM_CLI");
-  EXPECT_TRUE(bin && fs::exists(bin)) << "MEDICOSAM_CLI must point at the built CLI";
-  const auto out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";
-  const std::string cmd =
-      std::string(bin) + " " + args + " > " + out.string() + " 2> " + err.string();
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream o(out), e(err);
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
+Result cli(const std::string& args) { return clitest::run_cli(args); }
 
 // One line on stderr naming `what`, exit code 1, and `output` not created.
 void expect_clear_error(const Result& r, const std::string& what, const fs::path& output) {

@@ -15,6 +15,7 @@
 
 #include "medicosam/io/read.hpp"
 #include "medicosam/io/volume.hpp"
+#include "cli_runner.hpp"
 
 namespace fs = std::filesystem;
 using namespace medicosam;
@@ -24,35 +25,11 @@ namespace {
 const fs::path kData = fs::path(MEDICOSAM_SHARED_DIR) / "data";
 const fs::path kDefault = fs::path(MEDICOSAM_SOURCE_DIR) / "models/medicosam_default.safetensors";
 
-fs::path scratch() {
-  static const fs::path dir = [] {
-    auto d = fs::temp_directory_path() / ("medicosam_default_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
+fs::path scratch() { return clitest::cli_scratch(); }
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs the CLI with MEDICOSAM_MODEL unset so the built-in lookup is what is tested.
-Result cli(const std::string& args) {
-  const char* bin = std::getenv("MEDICOSAM_CLI");
-  EXPECT_TRUE(bin && fs::exists(bin)) << "MEDICOSAM_CLI must point at the built CLI";
-  const auto out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";
-  const std::string cmd = "env -u MEDICOSAM_MODEL " + std::string(bin) + " " + args + " > " +
-                          out.string() + " 2> " + err.string();
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream o(out), e(err);
-  r.out.assign(std::istreambuf_iterator<char>(o), {});
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
+// MEDICOSAM_MODEL unset so the built-in lookup is what is tested.
+clitest::CliResult cli(const std::string& args) {
+  return clitest::run_cli(args, "env -u MEDICOSAM_MODEL ");
 }
 
 std::vector<bool> foreground(const fs::path& png) {
