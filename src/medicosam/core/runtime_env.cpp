@@ -1,10 +1,10 @@
 #include "medicosam/core/runtime_env.hpp"
 
 #include <dlfcn.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <initializer_list>
 
 namespace medicosam {
@@ -23,8 +23,9 @@ namespace {
 const char* better_openblas_core() {
   const char* current = openblas_core_name();
   if (!*current) return nullptr;  // not OpenBLAS
+  // Case-insensitive: OpenBLAS versions spell some names differently ("Cooperlake").
   for (const char* modern : {"Haswell", "Zen", "SkylakeX", "CooperLake", "SapphireRapids"})
-    if (std::strcmp(current, modern) == 0) return nullptr;
+    if (::strcasecmp(current, modern) == 0) return nullptr;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
