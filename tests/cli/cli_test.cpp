@@ -2,7 +2,6 @@
 // appear, and bad input that ends in one clear line on stderr, a non-zero exit
 // and no output file.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
