@@ -55,9 +55,9 @@ TEST(DefaultModel, IsFoundWithoutModelOptionAndDescribesItself) {
 
 // Held-out (test split) images — the first of each split, not picked — one
 // object each, segmented from the object's tight box. Measured: PH2 0.92,
-// Kvasir 0.87 — the evaluation's per-image box-start Dice for these images
-// (same box, same Dice; the model card's Box means are 0.92 and 0.80); the stage-1
-// synthetic-only model's Box means are 0.49 / 0.23, so the thresholds catch an
+// Kvasir 0.89 — the evaluation's per-image box-start Dice for these images
+// (same box, same Dice; the model card's Box means are 0.92 and 0.82); the stage-1
+// synthetic-only model's Box means are 0.26 / 0.14, so the thresholds catch an
 // untrained, wrongly loaded or wrongly preprocessed model.
 TEST(DefaultModel, SegmentsHeldOutTestImagesFromTheirBoxes) {
   struct Case {
