@@ -171,6 +171,9 @@ TEST(Config, UnknownSettingsAndBadValuesAreRejected) {
   bad["schedule"] = "linear";
   EXPECT_THROW(TrainConfig::from_json(bad, "t.json"), InputError);
   bad = ok;
+  bad["bce_weight"] = -1;
+  EXPECT_THROW(TrainConfig::from_json(bad, "t.json"), InputError);
+  bad = ok;
   bad.erase("train_data");
   EXPECT_THROW(TrainConfig::from_json(bad, "t.json"), InputError);
 }

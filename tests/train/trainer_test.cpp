@@ -132,6 +132,25 @@ TEST(Trainer, LearnsToSegmentASmallSet) {
   }
 }
 
+TEST(Trainer, CrossEntropyTermAddsPixelMeanBceToTheMaskLoss) {
+  // Same weights, seed and batch: the first step's mask loss differs only by
+  // the cross-entropy term. An untrained decoder's logits are near 0, so the
+  // mean per-pixel BCE is near ln 2; a sum instead of a mean, a missing term
+  // or a wrong sign would fall far outside this band.
+  const auto a = scratch("dice_only"), b = scratch("dice_bce");
+  run_training(TrainConfig::from_json(tiny_config(a, 1), ""));
+  auto jb = tiny_config(b, 1);
+  jb["bce_weight"] = 0.5;
+  run_training(TrainConfig::from_json(jb, ""));
+  const auto da = column(a / "train_log.csv", "mask_loss"),
+             db = column(b / "train_log.csv", "mask_loss");
+  ASSERT_EQ(da.size(), 1u);
+  ASSERT_EQ(db.size(), 1u);
+  const double extra = (db[0] - da[0]) / 0.5;
+  EXPECT_GT(extra, 0.4) << da[0] << " vs " << db[0];
+  EXPECT_LT(extra, 1.0) << da[0] << " vs " << db[0];
+}
+
 TEST(Trainer, ResumeGivesTheSameWeightsAsAnUninterruptedRun) {
   const auto a = scratch("straight"), b = scratch("resumed");
   run_training(TrainConfig::from_json(tiny_config(a, 10), ""));

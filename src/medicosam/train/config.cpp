@@ -32,6 +32,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
                                                  "sub_iterations",
                                                  "mask_prob",
                                                  "box_distortion",
+                                                 "bce_weight",
                                                  "iterations",
                                                  "epoch_length",
                                                  "val_images",
@@ -94,6 +95,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
     c.epoch_length = j.value("epoch_length", c.epoch_length);
     c.val_images = j.value("val_images", c.val_images);
     c.loss_size = j.value("loss_size", c.loss_size);
+    c.bce_weight = j.value("bce_weight", c.bce_weight);
     c.lr = j.value("lr", c.lr);
     c.weight_decay = j.value("weight_decay", c.weight_decay);
     c.beta1 = j.value("beta1", c.beta1);
@@ -133,6 +135,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
   check(c.epoch_length >= 1, "\"epoch_length\" must be >= 1");
   check(c.lr > 0, "\"lr\" must be positive");
   check(c.loss_size >= 0, "\"loss_size\" must be >= 0");
+  check(c.bce_weight >= 0, "\"bce_weight\" must be >= 0");
   check(c.schedule == "constant" || c.schedule == "cosine" || c.schedule == "step",
         "\"schedule\" must be constant, cosine or step");
   check(c.mask_prob >= 0 && c.mask_prob <= 1, "\"mask_prob\" must be in [0, 1]");
@@ -171,6 +174,7 @@ nlohmann::json TrainConfig::to_json() const {
   j["epoch_length"] = epoch_length;
   j["val_images"] = val_images;
   j["loss_size"] = loss_size;
+  j["bce_weight"] = bce_weight;
   j["lr"] = lr;
   j["weight_decay"] = weight_decay;
   j["beta1"] = beta1;

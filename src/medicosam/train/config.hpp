@@ -36,6 +36,13 @@ struct TrainConfig {
   // low-res size): the loss then sees sub-pixel boundaries of the logits
   // without paying for full-resolution maps at every sub-iteration.
   int loss_size = 0;
+  // Weight of a pixel-wise binary cross-entropy added to each output mask's
+  // Dice loss (0 = Dice only, the micro_sam recipe). Soft Dice alone pushes
+  // uncertain pixels towards foreground (its optimum for a pixel that is object
+  // with frequency f is p = f / Dice, above f whenever Dice < 1), so a model
+  // that is unsure near boundaries over-segments; cross-entropy is a proper
+  // scoring rule and pulls p back to f. SAM itself trained with focal + Dice.
+  double bce_weight = 0;
 
   // Optimisation: AdamW with warmup + schedule, gradient clipping.
   double lr = 1e-4;

@@ -256,7 +256,16 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
                                       .mode(torch::kBilinear)
                                       .align_corners(false));
     auto p = torch::sigmoid(up) * valid;
-    auto mask_loss = std::get<0>(dice_loss(p, gt).min(1));  // (N)
+    auto per_mask = dice_loss(p, gt);  // (N, M)
+    if (c.bce_weight > 0) {
+      // Mean cross-entropy over each object's valid (non-padding) pixels.
+      auto bce = F::binary_cross_entropy_with_logits(
+          up, gt.expand_as(up),
+          F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+      per_mask = per_mask + c.bce_weight * (bce * valid).sum({2, 3}) /
+                                valid.sum({2, 3}).clamp_min(1e-7);
+    }
+    auto mask_loss = std::get<0>(per_mask.min(1));  // (N)
     Tensor true_iou;
     {
       torch::NoGradGuard ng;
