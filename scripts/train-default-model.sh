@@ -4,7 +4,7 @@
 #   stage 2  the MedicoSAM recipe on the train splits of ../shared/data (configs/default_model/finetune_medical.json)
 #   export   both stages as fp16 safetensors under models/
 # Runs are written to runs/default_model/ and resume when interrupted (run the script again).
-#   scripts/train-default-model.sh            (112 min measured on 2 cores, see models/MODEL_CARD.md; must stay under 2 h)
+#   scripts/train-default-model.sh            (105 min measured on 2 cores, see models/MODEL_CARD.md; must stay under 2 h)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
