@@ -208,6 +208,8 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
   const int G = c.loss_size > 0 ? std::min(c.loss_size, S)
                                 : static_cast<int>(std::min<int64_t>(S, 2 * low_res));
   auto [gt, valid] = object_targets(b, G, dev);
+  // Valid (non-padding) pixels per object, for the cross-entropy mean.
+  const auto valid_pixels = c.bce_weight > 0 ? valid.sum({2, 3}).clamp_min(1e-7) : Tensor();
 
   // Randomness of this step: identical for every world size (keyed by global slots).
   const bool point_start = it % 2 == 0;
@@ -258,12 +260,10 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
     auto p = torch::sigmoid(up) * valid;
     auto per_mask = dice_loss(p, gt);  // (N, M)
     if (c.bce_weight > 0) {
-      // Mean cross-entropy over each object's valid (non-padding) pixels.
       auto bce = F::binary_cross_entropy_with_logits(
           up, gt.expand_as(up),
           F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
-      per_mask = per_mask + c.bce_weight * (bce * valid).sum({2, 3}) /
-                                valid.sum({2, 3}).clamp_min(1e-7);
+      per_mask = per_mask + c.bce_weight * (bce * valid).sum({2, 3}) / valid_pixels;
     }
     auto mask_loss = std::get<0>(per_mask.min(1));  // (N)
     Tensor true_iou;
