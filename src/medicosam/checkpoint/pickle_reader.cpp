@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <unordered_map>
 #include <vector>
@@ -84,10 +85,25 @@ enum Op : std::uint8_t {
 };
 
 // Structure limits: far beyond any real checkpoint, low enough that a hostile
-// pickle cannot exhaust the stack (nesting) or memory (shared references
-// expanded into a tree, the "billion laughs" pattern).
+// pickle cannot exhaust the stack (nesting) or memory.
 constexpr int kMaxDepth = 256;
-constexpr std::size_t kMinValueBudget = 1u << 20;
+// Memory: everything the unpickler allocates (graph nodes, container items,
+// memo and dict index entries, strings it creates, tensor metadata, and the
+// value tree it finally returns, where a memoised object referenced N times
+// is copied N times) is charged in bytes against one budget of
+// kBudgetFloor + kBudgetPerByte x the pickle's size. A real data.pkl needs
+// well under 100 bytes per pickle byte (a list of small ints is the densest
+// case); a hostile one that references a large string or tensor a million
+// times through BINGET is refused once the copies reach the budget, instead
+// of exhausting memory.
+constexpr std::uint64_t kBudgetFloor = std::uint64_t{64} << 20;
+constexpr std::uint64_t kBudgetPerByte = 128;
+// Tensor metadata: torch itself allows at most 64 dimensions (c10's dim limit
+// for most kernels is 25); storage keys are str(int) in every torch.save file.
+constexpr std::size_t kMaxTensorDims = 64;
+constexpr std::size_t kMaxStorageKeyLength = 256;
+// The allowed callables take at most 8 arguments.
+constexpr std::size_t kMaxCallArgs = 8;
 
 // What the unpickler builds while running: a graph of nodes with reference
 // semantics (the memo shares nodes, containers are filled after memoization),
@@ -109,10 +125,31 @@ enum class Kind : std::uint8_t {
 struct Node {
   Kind kind = Kind::None;
   bool ordered = false;  // Dict: collections.OrderedDict
-  std::int64_t i = 0;    // Bool, Int; Tensor: index into tensors_
+  std::int64_t i = 0;    // Bool, Int; Tensor: index into tensors_; String: interned id
   double f = 0.0;
-  std::string s;                     // String, Bytes; Global: "module.name"
+  // String, Bytes; Global: "module.name". A view into the pickle itself or
+  // into a string the unpickler made (owned_), never a copy per node.
+  std::string_view s;
   std::vector<std::uint32_t> items;  // List, Tuple; Dict: key, value, key, value, ...
+};
+
+// A dict entry's identity for Python's "same key replaces" rule: the dict and
+// its key, a str (by interned id, so equal texts are equal keys without
+// copying or rehashing the text) or an int.
+struct DictKey {
+  std::uint32_t dict;
+  bool is_str;
+  std::int64_t key;
+  bool operator==(const DictKey& o) const {
+    return dict == o.dict && is_str == o.is_str && key == o.key;
+  }
+};
+struct DictKeyHash {
+  std::size_t operator()(const DictKey& k) const {
+    std::uint64_t h = k.dict * 0x9E3779B97F4A7C15ull;
+    h ^= static_cast<std::uint64_t>(k.key) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
+    return static_cast<std::size_t>(h ^ (k.is_str ? 0x5bd1e995u : 0));
+  }
 };
 
 const char* kind_name(Kind k) {
@@ -143,23 +180,27 @@ const char* kind_name(Kind k) {
   return "object";
 }
 
-bool is_storage_class(const std::string& g) {
-  if (g.rfind("torch.", 0) != 0) return false;
-  const std::string cls = g.substr(6);
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool is_storage_class(std::string_view g) {
+  if (!starts_with(g, "torch.")) return false;
+  const std::string_view cls = g.substr(6);
   return cls == "UntypedStorage" || dtype_from_storage_class(cls).has_value();
 }
 
-bool is_dtype_global(const std::string& g) {
-  return g.rfind("torch.", 0) == 0 && g.find('.', 6) == std::string::npos &&
+bool is_dtype_global(std::string_view g) {
+  return starts_with(g, "torch.") && g.find('.', 6) == std::string_view::npos &&
          dtype_from_name(g.substr(6)).has_value();
 }
 
-bool is_tensor_class(const std::string& g) {
+bool is_tensor_class(std::string_view g) {
   return g == "torch._tensor.Tensor" || g == "torch.Tensor" || g == "torch.nn.parameter.Parameter";
 }
 
 // The globals a torch.save file may name; everything else is refused.
-bool is_allowed_global(const std::string& g) {
+bool is_allowed_global(std::string_view g) {
   static const char* const kAllowed[] = {
       "collections.OrderedDict",
       "torch._utils._rebuild_tensor_v2",
@@ -223,7 +264,11 @@ std::string opcode_name(std::uint8_t op) {
 class Unpickler {
  public:
   Unpickler(std::string_view data, const std::string& path, const std::string& entry)
-      : data_(data), path_(path), entry_(entry) {}
+      : data_(data), path_(path), entry_(entry) {
+    const std::uint64_t per_byte = static_cast<std::uint64_t>(data.size()) * kBudgetPerByte;
+    budget_limit_ = kBudgetFloor + per_byte;
+    budget_left_ = budget_limit_;
+  }
 
   RawValue run() {
     for (;;) {
@@ -233,7 +278,7 @@ class Unpickler {
       step();
     }
     const std::uint32_t root = pop();
-    budget_ = std::max<std::size_t>(kMinValueBudget, 16 * nodes_.size());
+    charge(nodes_.size() + sizeof(RawValue));  // on_path_ and the root value
     on_path_.assign(nodes_.size(), 0);
     return to_value(root, 0);
   }
@@ -244,10 +289,21 @@ class Unpickler {
     throw FormatError("'" + path_ + "' is corrupted: pickle '" + entry_ + "': " + problem +
                       " (opcode " + opcode_name(op_) + " at byte " + std::to_string(op_pos_) + ")");
   }
-  [[noreturn]] void refuse_global(const std::string& name) const {
-    throw FormatError("refusing to load '" + path_ + "': the pickle names the global '" + name +
+  [[noreturn]] void refuse_global(std::string_view name) const {
+    throw FormatError("refusing to load '" + path_ + "': the pickle names the global '" +
+                      std::string(name.substr(0, 200)) +
                       "', which could execute code; only tensors and plain containers are "
                       "allowed");
+  }
+  // Counts `bytes` of memory against the budget (see kBudgetFloor).
+  void charge(std::uint64_t bytes) {
+    if (bytes > budget_left_) {
+      corrupt("the objects it describes would take more than " +
+              std::to_string(budget_limit_ >> 20) +
+              " MiB of memory (limit for a pickle of " + std::to_string(data_.size()) +
+              " bytes; a large object referenced many times?)");
+    }
+    budget_left_ -= bytes;
   }
 
   // ---- input --------------------------------------------------------------
@@ -287,6 +343,7 @@ class Unpickler {
   // ---- nodes and the stack --------------------------------------------------
   std::uint32_t add(Node n) {
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max()) corrupt("too many objects");
+    charge(sizeof(Node) + n.items.size() * sizeof(std::uint32_t));
     nodes_.push_back(std::move(n));
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }
@@ -301,11 +358,31 @@ class Unpickler {
     n.i = v;
     return add(std::move(n));
   }
+  // A String / Bytes / Global node for `s`, which must be a view into the
+  // pickle or into owned_ (see own()).
   std::uint32_t add_str(Kind k, std::string_view s) {
     Node n;
     n.kind = k;
-    n.s.assign(s.data(), s.size());
+    n.s = s;
+    if (k == Kind::String) {
+      // Equal texts get the same id; hashing is paid once per string read.
+      n.i = interned_.emplace(s, static_cast<std::uint32_t>(interned_.size())).first->second;
+      charge(64);
+    }
     return add(std::move(n));
+  }
+  // Keeps a string the unpickler made (not a view of the input) alive for
+  // the nodes that refer to it.
+  std::string_view own(std::string s) {
+    charge(s.size() + sizeof(std::string));
+    owned_.push_back(std::move(s));
+    return owned_.back();
+  }
+  // Appends `items` to container `id`, counted against the budget.
+  void extend(std::uint32_t id, const std::vector<std::uint32_t>& items) {
+    charge(items.size() * sizeof(std::uint32_t));
+    auto& v = nodes_[id].items;
+    v.insert(v.end(), items.begin(), items.end());
   }
   void push(std::uint32_t id) { stack_.push_back(id); }
   std::size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
@@ -347,6 +424,10 @@ class Unpickler {
     if (n.kind != Kind::Tuple && n.kind != Kind::List) {
       corrupt(std::string(what) + " must be a tuple of ints, not a " + kind_name(n.kind));
     }
+    if (n.items.size() > kMaxTensorDims) {
+      corrupt(std::string(what) + " has " + std::to_string(n.items.size()) +
+              " dimensions (at most " + std::to_string(kMaxTensorDims) + " are supported)");
+    }
     std::vector<std::int64_t> out;
     out.reserve(n.items.size());
     for (std::uint32_t item : n.items) out.push_back(expect_int(item, what));
@@ -355,7 +436,7 @@ class Unpickler {
 
   void memo_put(std::uint64_t index) {
     const std::uint32_t id = top();
-    memo_[index] = id;
+    if (memo_.insert_or_assign(index, id).second) charge(64);
   }
   void memo_get(std::uint64_t index) {
     auto it = memo_.find(index);
@@ -365,31 +446,30 @@ class Unpickler {
 
   // Dict insertion with Python's "same key replaces" rule for the key types
   // that occur in checkpoints (str and int); other keys are appended.
+  // The key is never copied: strings are identified by their interned id.
   void dict_set(std::uint32_t dict_id, std::uint32_t key, std::uint32_t value) {
     const Node& k = nodes_[key];
-    std::string norm;
-    if (k.kind == Kind::String) {
-      norm = "s" + k.s;
-    } else if (k.kind == Kind::Int || k.kind == Kind::Bool) {
-      norm = "i" + std::to_string(k.i);
-    }
-    if (!norm.empty()) {
-      auto& index = dict_index_[dict_id];
-      auto [it, inserted] = index.emplace(std::move(norm), nodes_[dict_id].items.size());
+    if (k.kind == Kind::String || k.kind == Kind::Int || k.kind == Kind::Bool) {
+      const DictKey dk{dict_id, k.kind == Kind::String, k.i};
+      auto [it, inserted] = dict_index_.emplace(dk, nodes_[dict_id].items.size());
       if (!inserted) {
         nodes_[dict_id].items[it->second + 1] = value;
         return;
       }
+      charge(64);
     }
+    charge(2 * sizeof(std::uint32_t));
     auto& items = nodes_[dict_id].items;
     items.push_back(key);
     items.push_back(value);
   }
 
-  void push_global(std::string module, std::string name) {
-    std::string full = module + "." + name;
+  void push_global(std::string_view module, std::string_view name) {
+    std::string full;
+    full.reserve(module.size() + 1 + name.size());
+    full.append(module).append(".").append(name);
     if (!is_allowed_global(full)) refuse_global(full);
-    push(add_str(Kind::Global, full));
+    push(add_str(Kind::Global, own(std::move(full))));
   }
 
   // ---- the interpreter --------------------------------------------------------
@@ -541,14 +621,15 @@ class Unpickler {
         break;
       case APPEND: {
         const std::uint32_t item = pop();
-        expect(top(), Kind::List, "the target of APPEND").items.push_back(item);
+        expect(top(), Kind::List, "the target of APPEND");
+        extend(top(), {item});
         break;
       }
       case APPENDS:
       case ADDITEMS: {
         std::vector<std::uint32_t> items = pop_mark();
-        auto& list = expect(top(), Kind::List, "the target of APPENDS").items;
-        list.insert(list.end(), items.begin(), items.end());
+        expect(top(), Kind::List, "the target of APPENDS");
+        extend(top(), items);
         break;
       }
       case EMPTY_DICT:
@@ -604,24 +685,24 @@ class Unpickler {
 
       // -- globals and calls: restricted
       case GLOBAL: {
-        std::string module(read_line());
-        std::string name(read_line());
-        push_global(std::move(module), std::move(name));
+        const std::string_view module = read_line();
+        const std::string_view name = read_line();
+        push_global(module, name);
         break;
       }
       case STACK_GLOBAL: {
         const std::uint32_t name = pop();
         const std::uint32_t module = pop();
-        std::string m = expect(module, Kind::String, "the module of STACK_GLOBAL").s;
-        std::string n = expect(name, Kind::String, "the name of STACK_GLOBAL").s;
-        push_global(std::move(m), std::move(n));
+        const std::string_view m = expect(module, Kind::String, "the module of STACK_GLOBAL").s;
+        const std::string_view n = expect(name, Kind::String, "the name of STACK_GLOBAL").s;
+        push_global(m, n);
         break;
       }
       case INST: {
         // Names a class inline and instantiates it: refuse by name.
-        std::string module(read_line());
-        std::string name(read_line());
-        refuse_global(module + "." + name);
+        const std::string_view module = read_line();
+        const std::string_view name = read_line();
+        refuse_global(std::string(module.substr(0, 100)) + "." + std::string(name.substr(0, 100)));
       }
       case REDUCE: {
         const std::uint32_t args = pop();
@@ -739,7 +820,11 @@ class Unpickler {
     const Node& key = nodes_[pid.items[2]];
     TensorRef t;
     if (key.kind == Kind::String || key.kind == Kind::Bytes) {
-      t.storage_key = key.s;
+      if (key.s.size() > kMaxStorageKeyLength) {
+        corrupt("storage key of " + std::to_string(key.s.size()) + " bytes (at most " +
+                std::to_string(kMaxStorageKeyLength) + ")");
+      }
+      t.storage_key = std::string(key.s);
     } else if (key.kind == Kind::Int) {
       t.storage_key = std::to_string(key.i);
     } else {
@@ -750,7 +835,7 @@ class Unpickler {
         t.storage_key.find('\0') != std::string::npos || t.storage_key == "..") {
       corrupt("invalid storage key '" + t.storage_key + "'");
     }
-    const std::string cls = type.s.substr(6);
+    const std::string_view cls = type.s.substr(6);
     t.dtype = cls == "UntypedStorage" ? DType::UInt8 : *dtype_from_storage_class(cls);
     t.storage_numel = expect_int(pid.items[4], "storage size");
     if (t.storage_numel < 0) corrupt("negative storage size");
@@ -759,7 +844,12 @@ class Unpickler {
     return add_tensor(std::move(t));
   }
 
+  static std::uint64_t tensor_bytes(const TensorRef& t) {
+    return sizeof(TensorRef) + t.storage_key.size() +
+           (t.sizes.size() + t.strides.size()) * sizeof(std::int64_t);
+  }
   std::uint32_t add_tensor(TensorRef t) {
+    charge(tensor_bytes(t));
     tensors_.push_back(std::move(t));
     Node n;
     n.kind = Kind::Tensor;
@@ -770,10 +860,18 @@ class Unpickler {
     return tensors_[static_cast<std::size_t>(expect(id, Kind::Tensor, what).i)];
   }
 
+  // The items of an argument tuple (copied: nodes_ may grow while they are used).
+  std::vector<std::uint32_t> call_args(std::uint32_t args_id, const char* what) {
+    const Node& a = expect(args_id, Kind::Tuple, what);
+    if (a.items.size() > kMaxCallArgs) {
+      corrupt(std::string(what) + " are " + std::to_string(a.items.size()) + " values");
+    }
+    return a.items;
+  }
+
   std::uint32_t call(std::uint32_t callable_id, std::uint32_t args_id) {
-    const std::string fn = expect(callable_id, Kind::Global, "the callable of REDUCE").s;
-    const std::vector<std::uint32_t> args =
-        expect(args_id, Kind::Tuple, "the arguments of REDUCE").items;
+    const std::string fn(expect(callable_id, Kind::Global, "the callable of REDUCE").s);
+    const std::vector<std::uint32_t> args = call_args(args_id, "the arguments of REDUCE");
     auto need_args = [&](std::size_t lo, std::size_t hi) {
       if (args.size() < lo || args.size() > hi) {
         corrupt(fn + " called with " + std::to_string(args.size()) + " arguments");
@@ -785,8 +883,9 @@ class Unpickler {
       const std::uint32_t d = add(Kind::Dict);
       node(d).ordered = true;
       if (args.size() == 1) {  // OrderedDict([(k, v), ...])
-        const std::vector<std::uint32_t> pairs =
-            expect(args[0], Kind::List, "the argument of OrderedDict").items;
+        const Node& list = expect(args[0], Kind::List, "the argument of OrderedDict");
+        charge(list.items.size() * sizeof(std::uint32_t));  // the copy, and bounds the work
+        const std::vector<std::uint32_t> pairs = list.items;
         for (std::uint32_t p : pairs) {
           const Node& pair = nodes_[p];
           if ((pair.kind != Kind::Tuple && pair.kind != Kind::List) || pair.items.size() != 2) {
@@ -805,7 +904,7 @@ class Unpickler {
       TensorRef t = tensor_of(args[0], "the storage of a tensor");
       if (v3) {
         const Node& dt = expect(args[6], Kind::Global, "the dtype of a tensor");
-        if (!is_dtype_global(dt.s)) corrupt("unknown tensor dtype '" + dt.s + "'");
+        if (!is_dtype_global(dt.s)) corrupt("unknown tensor dtype '" + std::string(dt.s) + "'");
         const DType dtype = *dtype_from_name(dt.s.substr(6));
         const std::uint64_t bytes =
             static_cast<std::uint64_t>(t.storage_numel) * dtype_size(t.dtype);
@@ -830,20 +929,23 @@ class Unpickler {
     if (fn == "torch._tensor._rebuild_from_type_v2") {
       // (func, new_type, args, state): a tensor with Python attributes.
       need_args(4, 4);
-      const Node& type = expect(args[1], Kind::Global, "the type of a tensor");
-      if (!is_tensor_class(type.s)) refuse_global(type.s);
+      const std::string_view type = expect(args[1], Kind::Global, "the type of a tensor").s;
+      if (!is_tensor_class(type)) refuse_global(type);
       const std::uint32_t inner = call(args[0], args[2]);
       expect(inner, Kind::Tensor, "the result of _rebuild_from_type_v2");
       return inner;
     }
     if (fn == "_codecs.encode") {
       need_args(2, 2);
-      const std::string text = expect(args[0], Kind::String, "the text of a bytes object").s;
-      const std::string enc = expect(args[1], Kind::String, "the encoding of a bytes object").s;
+      const std::string_view text = expect(args[0], Kind::String, "the text of a bytes object").s;
+      const std::string_view enc =
+          expect(args[1], Kind::String, "the encoding of a bytes object").s;
       if (enc != "latin1" && enc != "latin-1") {
-        corrupt("bytes encoded as '" + enc + "' (only latin1 is used by pickle)");
+        corrupt("bytes encoded as '" + std::string(enc.substr(0, 100)) +
+                "' (only latin1 is used by pickle)");
       }
-      return add_str(Kind::Bytes, latin1_from_utf8(text));
+      charge(text.size());  // before making the copy
+      return add_str(Kind::Bytes, own(latin1_from_utf8(text)));
     }
     if (fn == "builtins.bytes" || fn == "__builtin__.bytes") {
       need_args(0, 0);
@@ -853,9 +955,8 @@ class Unpickler {
   }
 
   std::uint32_t new_object(std::uint32_t cls_id, std::uint32_t args_id) {
-    const std::string cls = expect(cls_id, Kind::Global, "the class of NEWOBJ").s;
-    const std::vector<std::uint32_t> args =
-        expect(args_id, Kind::Tuple, "the arguments of NEWOBJ").items;
+    const std::string cls(expect(cls_id, Kind::Global, "the class of NEWOBJ").s);
+    const std::vector<std::uint32_t> args = call_args(args_id, "the arguments of NEWOBJ");
     if (cls == "collections.OrderedDict" && args.empty()) {
       const std::uint32_t d = add(Kind::Dict);
       node(d).ordered = true;
@@ -870,7 +971,7 @@ class Unpickler {
   }
 
   // Inverse of pickle's bytes -> str(b, 'latin1'): every code point is one byte.
-  std::string latin1_from_utf8(const std::string& s) {
+  std::string latin1_from_utf8(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (std::size_t k = 0; k < s.size();) {
@@ -894,8 +995,9 @@ class Unpickler {
   RawValue to_value(std::uint32_t id, int depth) {
     if (depth > kMaxDepth)
       corrupt("objects are nested more than " + std::to_string(kMaxDepth) + " deep");
-    if (budget_ == 0) corrupt("the object graph expands to too many values");
-    --budget_;
+    // Every value of the tree is a copy: a memoised object referenced N times
+    // costs N times its size. The value itself was charged by its container
+    // (or run(), for the root); here its heap parts are.
     const Node& n = nodes_[id];
     switch (n.kind) {
       case Kind::None:
@@ -907,18 +1009,25 @@ class Unpickler {
       case Kind::Float:
         return RawValue(n.f);
       case Kind::String:
-        return RawValue(n.s);
+        charge(n.s.size());
+        return RawValue(std::string(n.s));
       case Kind::Bytes:
-        return RawValue(RawValue::Bytes{n.s});
+        charge(n.s.size());
+        return RawValue(RawValue::Bytes{std::string(n.s)});
       case Kind::Global:
-        return RawValue(RawValue::Opaque{n.s});
-      case Kind::Tensor:
-        return RawValue(tensors_[static_cast<std::size_t>(n.i)]);
+        charge(n.s.size());
+        return RawValue(RawValue::Opaque{std::string(n.s)});
+      case Kind::Tensor: {
+        const TensorRef& t = tensors_[static_cast<std::size_t>(n.i)];
+        charge(tensor_bytes(t));
+        return RawValue(t);
+      }
       default:
         break;
     }
     if (on_path_[id]) corrupt("the object graph contains a cycle");
     on_path_[id] = 1;
+    charge(n.items.size() * sizeof(RawValue));  // before reserving the items
     RawValue out;
     if (n.kind == Kind::List || n.kind == Kind::Tuple) {
       std::vector<RawValue> items;
@@ -950,9 +1059,12 @@ class Unpickler {
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, std::uint32_t> memo_;
-  std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
+  std::unordered_map<std::string_view, std::uint32_t> interned_;  // text -> id
+  std::unordered_map<DictKey, std::size_t, DictKeyHash> dict_index_;
+  std::deque<std::string> owned_;  // strings made here (stable addresses)
   std::vector<std::uint8_t> on_path_;
-  std::size_t budget_ = 0;
+  std::uint64_t budget_limit_ = 0;
+  std::uint64_t budget_left_ = 0;
 };
 
 }  // namespace

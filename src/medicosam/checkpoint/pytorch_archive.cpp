@@ -37,7 +37,10 @@ bool looks_like_zip(std::string_view bytes) {
 }
 
 PytorchArchive::PytorchArchive(const MappedFile& file)
-    : zip_(file.path(), file.data(), file.size()) {
+    : PytorchArchive(file.path(), file.data(), file.size()) {}
+
+PytorchArchive::PytorchArchive(std::string file_path, const std::uint8_t* data, std::size_t size)
+    : zip_(std::move(file_path), data, size) {
   // torch's reader takes the stem from the first entry; we accept data.pkl in
   // any single top-level folder, but only one.
   for (const ZipEntry& e : zip_.entries()) {

@@ -26,6 +26,9 @@ class PytorchArchive {
  public:
   // Indexes the archive held by `file` (which must outlive this object).
   explicit PytorchArchive(const MappedFile& file);
+  // Indexes the archive in `data` (which must outlive this object); `path`
+  // labels error messages. For in-memory archives (tests, fuzzing).
+  PytorchArchive(std::string file_path, const std::uint8_t* data, std::size_t size);
   PytorchArchive(const PytorchArchive&) = delete;
   PytorchArchive& operator=(const PytorchArchive&) = delete;
 

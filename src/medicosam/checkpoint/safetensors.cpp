@@ -14,6 +14,8 @@ namespace {
 // The reference implementation refuses headers over 100 MB; so do we, before
 // parsing anything.
 constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+// Torch tensors have at most 64 dimensions.
+constexpr std::size_t kMaxDims = 64;
 
 std::uint64_t rd64(const char* p) {
   std::uint64_t v = 0;
@@ -89,6 +91,10 @@ SafetensorsHeader parse_safetensors(std::string_view bytes, const std::string& p
     e.dtype = *dtype;
     const auto shape = v.find("shape");
     if (shape == v.end() || !shape->is_array()) fail(where + "missing shape");
+    if (shape->size() > kMaxDims) {
+      fail(where + "has " + std::to_string(shape->size()) + " dimensions (at most " +
+           std::to_string(kMaxDims) + ")");
+    }
     for (const auto& d : *shape) {
       if (!d.is_number_integer() || d.get<std::int64_t>() < 0) fail(where + "bad shape");
       e.shape.push_back(d.get<std::int64_t>());

@@ -94,13 +94,37 @@ at::Tensor tensor_from_bytes(const char* src, DType dtype, const std::vector<std
   return t;
 }
 
+// Labels for error messages are capped: a hostile pickle nests long keys
+// hundreds deep, and full paths would cost memory quadratic in the depth.
+constexpr std::size_t kMaxLabel = 256;
+
 std::string key_label(const PyValue& key) {
-  if (const auto* s = key.get_if<std::string>()) return *s;
+  if (const auto* s = key.get_if<std::string>()) {
+    return s->size() <= 64 ? *s : s->substr(0, 64) + "...";
+  }
   if (const auto* i = key.get_if<std::int64_t>()) return std::to_string(*i);
   return std::string("<") + key.type_name() + ">";
 }
 
-// RawValue -> PyValue, copying each tensor view out of its storage.
+std::string child_label(const std::string& where, const std::string& suffix) {
+  if (where.size() >= kMaxLabel) return where;  // already cut (ends with "...")
+  std::string out = where + suffix;
+  if (out.size() > kMaxLabel) out = out.substr(0, kMaxLabel - 3) + "...";
+  return out;
+}
+
+// Tensors materialised from a torch.save archive may take at most this floor
+// plus kMaxViewRatio x the bytes of the storages they come from. Real
+// checkpoints materialise each storage about once (views of one storage, such
+// as a split qkv weight, add up to at most the storage); a hostile pickle can
+// ask for a stride-0 view of one element with 2^40 elements, or a thousand
+// distinct views of one large storage, and is refused before allocating.
+constexpr std::uint64_t kMaterialiseFloor = std::uint64_t{64} << 20;
+constexpr std::uint64_t kMaxViewRatio = 4;
+
+// RawValue -> PyValue, copying each tensor view out of its storage. A view
+// the pickle references several times (one tensor object in Python) becomes
+// one at::Tensor shared by every reference, as torch.load returns one object.
 class Materialiser {
  public:
   explicit Materialiser(PytorchArchive& archive) : archive_(archive) {}
@@ -111,7 +135,7 @@ class Materialiser {
       PyValue::List out;
       out.reserve(l->size());
       for (std::size_t k = 0; k < l->size(); ++k) {
-        out.push_back(convert((*l)[k], where + "[" + std::to_string(k) + "]"));
+        out.push_back(convert((*l)[k], child_label(where, "[" + std::to_string(k) + "]")));
       }
       return PyValue(std::move(out));
     }
@@ -119,7 +143,7 @@ class Materialiser {
       std::vector<PyValue> out;
       out.reserve(tup->items.size());
       for (std::size_t k = 0; k < tup->items.size(); ++k) {
-        out.push_back(convert(tup->items[k], where + "[" + std::to_string(k) + "]"));
+        out.push_back(convert(tup->items[k], child_label(where, "[" + std::to_string(k) + "]")));
       }
       return PyValue::tuple(std::move(out));
     }
@@ -129,7 +153,8 @@ class Materialiser {
       out.items.reserve(d->items.size());
       for (const auto& [key, value] : d->items) {
         PyValue k = convert(key, where);
-        const std::string label = (where.empty() ? "" : where + "/") + key_label(k);
+        const std::string label =
+            where.empty() ? key_label(k) : child_label(where, "/" + key_label(k));
         out.append(std::move(k), convert(value, label));
       }
       return PyValue(std::move(out));
@@ -140,20 +165,50 @@ class Materialiser {
 
  private:
   at::Tensor tensor(const TensorRef& t, const std::string& where) {
+    // The same view again: share the tensor (the pickle memoised one object).
+    std::string identity = t.storage_key;
+    identity += '\0';
+    identity += std::to_string(static_cast<int>(t.dtype)) + ":" + std::to_string(t.storage_offset);
+    for (std::int64_t v : t.sizes) identity += "," + std::to_string(v);
+    identity += ";";
+    for (std::int64_t v : t.strides) identity += "," + std::to_string(v);
+    if (auto it = made_.find(identity); it != made_.end()) return it->second;
+
     const std::string_view storage = archive_.storage(t.storage_key);
     const std::string entry = archive_.prefix() + "data/" + t.storage_key;
-    const ViewSpan span = check_view(t, storage.size(), archive_.path(), entry,
-                                     "tensor '" + (where.empty() ? "<root>" : where) + "'");
+    const std::string what = "tensor '" + (where.empty() ? "<root>" : where) + "'";
+    const ViewSpan span = check_view(t, storage.size(), archive_.path(), entry, what);
+    if (storages_seen_.insert(t.storage_key).second) storage_bytes_ += storage.size();
+    const std::uint64_t nbytes = static_cast<std::uint64_t>(span.numel) * dtype_size(t.dtype);
+    const std::uint64_t limit = kMaterialiseFloor + kMaxViewRatio * storage_bytes_;
+    if (nbytes > limit || materialised_ + nbytes > limit) {
+      throw FormatError("'" + archive_.path() + "' is corrupted or hostile: " + what + " (" +
+                        std::to_string(nbytes) + " bytes) would bring the tensors read from " +
+                        std::to_string(storage_bytes_) + " bytes of storage to more than " +
+                        std::to_string(limit) +
+                        " bytes (overlapping, stride-0 or repeated views of one storage)");
+    }
+    materialised_ += nbytes;
     const char* base = storage.data() + span.first_byte;
-    if (span.contiguous || span.numel == 0) return tensor_from_bytes(base, t.dtype, t.sizes);
-    // A strided view (e.g. base[1:, ::2]): copy the addressed span, then let
-    // torch gather it into a contiguous tensor.
-    const auto elems = static_cast<std::int64_t>(span.nbytes / dtype_size(t.dtype));
-    at::Tensor buffer = tensor_from_bytes(base, t.dtype, {elems});
-    return buffer.as_strided(t.sizes, t.strides, 0).contiguous();
+    at::Tensor out;
+    if (span.contiguous || span.numel == 0) {
+      out = tensor_from_bytes(base, t.dtype, t.sizes);
+    } else {
+      // A strided view (e.g. base[1:, ::2]): copy the addressed span, then let
+      // torch gather it into a contiguous tensor.
+      const auto elems = static_cast<std::int64_t>(span.nbytes / dtype_size(t.dtype));
+      at::Tensor buffer = tensor_from_bytes(base, t.dtype, {elems});
+      out = buffer.as_strided(t.sizes, t.strides, 0).contiguous();
+    }
+    made_.emplace(std::move(identity), out);
+    return out;
   }
 
   PytorchArchive& archive_;
+  std::unordered_map<std::string, at::Tensor> made_;  // view identity -> tensor
+  std::set<std::string> storages_seen_;
+  std::uint64_t storage_bytes_ = 0;  // bytes of the distinct storages read
+  std::uint64_t materialised_ = 0;   // bytes of the distinct tensors made
 };
 
 PyValue read_object(const MappedFile& file, Format format) {

@@ -24,6 +24,12 @@ constexpr std::uint16_t kZip64ExtraId = 0x0001;
 // Deflate cannot expand data by more than about 1032:1; a header claiming more
 // is corrupted, and trusting it would mean a giant allocation.
 constexpr std::uint64_t kMaxDeflateRatio = 1032;
+// All deflated entries of one archive together may inflate to at most this
+// floor plus kMaxArchiveRatio x the file's size. A torch checkpoint re-zipped
+// with deflate shrinks by a few percent (float weights barely compress), so
+// this only refuses zip bombs: a small file whose entries claim gigabytes.
+constexpr std::uint64_t kInflateFloor = std::uint64_t{64} << 20;
+constexpr std::uint64_t kMaxArchiveRatio = 64;
 
 std::uint16_t rd16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
@@ -182,6 +188,23 @@ void ZipReader::parse_central_directory(std::uint64_t cd_offset, std::uint64_t c
     entries_.push_back(std::move(e));
     p += record_len;
   }
+  // Entries must not share bytes: overlapping entries (many names for one
+  // compressed blob) are the classic way to make a small zip inflate to
+  // terabytes, and no zip writer produces them.
+  std::vector<const ZipEntry*> by_offset;
+  by_offset.reserve(entries_.size());
+  for (const ZipEntry& e : entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
+    return a->local_header_offset < b->local_header_offset;
+  });
+  for (std::size_t k = 1; k < by_offset.size(); ++k) {
+    const ZipEntry& prev = *by_offset[k - 1];
+    if (by_offset[k]->local_header_offset < prev.data_offset + prev.compressed_size) {
+      fail("is corrupted: zip entries '" + prev.name + "' and '" + by_offset[k]->name +
+           "' overlap in the file");
+    }
+  }
+  inflate_limit_ = kInflateFloor + kMaxArchiveRatio * static_cast<std::uint64_t>(size_);
 }
 
 const ZipEntry* ZipReader::find(std::string_view name) const {
@@ -203,6 +226,13 @@ std::string_view ZipReader::read(const ZipEntry& entry, std::string& scratch) co
       fail("is corrupted: zip entry '" + entry.name + "' claims an impossible size of " +
            std::to_string(entry.uncompressed_size) + " bytes");
     }
+    if (entry.uncompressed_size > inflate_limit_ - inflated_total_) {
+      fail("is corrupted or a zip bomb: inflating entry '" + entry.name + "' (" +
+           std::to_string(entry.uncompressed_size) + " bytes) would bring the archive's " +
+           "deflated entries to more than " + std::to_string(inflate_limit_ >> 20) +
+           " MiB, " + std::to_string(kMaxArchiveRatio) + " times the file's size");
+    }
+    inflated_total_ += entry.uncompressed_size;
     scratch.resize(static_cast<std::size_t>(entry.uncompressed_size));
     z_stream zs{};
     if (::inflateInit2(&zs, -MAX_WBITS) != Z_OK) fail("could not be inflated: zlib init failed");

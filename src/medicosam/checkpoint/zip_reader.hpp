@@ -39,7 +39,9 @@ class ZipReader {
   // The entry's contents after checking its CRC-32 (unless the writer recorded
   // 0, i.e. no checksum): a view into the file for
   // STORED entries; DEFLATED ones are inflated into `scratch`, which the view
-  // then points into. Throws FormatError on corruption or unsupported entries.
+  // then points into. Throws FormatError on corruption or unsupported entries,
+  // and before allocating if the archive's deflated entries together would
+  // inflate to more than 64 MiB + 64 x the file's size (zip bombs).
   std::string_view read(const ZipEntry& entry, std::string& scratch) const;
 
  private:
@@ -53,6 +55,10 @@ class ZipReader {
   std::size_t size_;
   std::vector<ZipEntry> entries_;
   std::unordered_map<std::string, std::size_t> index_;
+  // Bytes all DEFLATED entries may inflate to, and how many read() has
+  // inflated so far (see kMaxArchiveRatio in zip_reader.cpp).
+  std::uint64_t inflate_limit_ = 0;
+  mutable std::uint64_t inflated_total_ = 0;
 };
 
 // CRC-32 (zip/zlib polynomial) of a buffer of any size.
