@@ -37,3 +37,36 @@ TEST(Npy, TruncatedDataIsAClearError) {
 }
 
 TEST(Npy, NotNpyIsRejected) { EXPECT_THROW(parse_npy("hello world, not numpy", "y"), FormatError); }
+
+// Found by fuzz/npy_fuzzer: each used to escape as std::out_of_range, pass the
+// size check with a wrapped-around element count, or overflow the stack in
+// std::regex. Each must be a FormatError naming the file.
+namespace {
+std::string npy_v2_with_header(const std::string& dict) {
+  std::string h = dict;
+  h.append((64 - (12 + h.size() + 1) % 64) % 64, ' ');
+  h += '\n';
+  std::string out("\x93NUMPY\x02\x00", 8);
+  for (int k = 0; k < 4; ++k) out += static_cast<char>((h.size() >> (8 * k)) & 0xFF);
+  return out + h + std::string(64, '\0');
+}
+}  // namespace
+
+TEST(Npy, HostileHeadersAreClearErrors) {
+  const std::string pre = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
+  for (const std::string& bytes :
+       {npy_v2_with_header(pre + "99999999999999999999999,), }"),
+        npy_v2_with_header(pre + "4294967296, 4294967296, 4294967296, 4294967296, 4), }"),
+        npy_v2_with_header("{'descr': '" + std::string(60000, 'a') + "', 'shape': (1,), }")}) {
+    try {
+      parse_npy(bytes, "hostile.npy");
+      ADD_FAILURE() << "accepted a hostile header";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("'hostile.npy'"), std::string::npos) << e.what();
+    }
+  }
+  // A zero dimension after a huge one is a valid empty array.
+  const auto empty = parse_npy(npy_v2_with_header(pre + "4294967296, 0), }"), "e.npy");
+  EXPECT_EQ(empty.numel(), 0);
+  EXPECT_TRUE(empty.data.empty());
+}

@@ -111,6 +111,9 @@ NpyArray parse_npy(const std::string& bytes, const std::string& name) {
   } else {
     throw fail("unsupported format version " + std::to_string(major));
   }
+  // numpy itself refuses headers over 10000 bytes by default (max_header_size);
+  // longer ones also overflow the stack in std::regex's recursive matcher.
+  if (header_len > 10000) throw fail("header of " + std::to_string(header_len) + " bytes is too long (numpy's limit is 10000)");
   if (offset + header_len > bytes.size()) throw fail("truncated header");
   const std::string header = bytes.substr(offset, header_len);
   std::smatch m;
@@ -135,12 +138,18 @@ NpyArray parse_npy(const std::string& bytes, const std::string& name) {
   const std::string dims = m[1];
   std::regex num("\\d+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it) {
-    a.shape.push_back(std::stoll(it->str()));
+    const std::string d = it->str();
+    if (d.size() > 18) throw fail("dimension " + d.substr(0, 40) + " is too large");
+    a.shape.push_back(std::stoll(d));
   }
   const size_t data_offset = offset + header_len;
-  // Overflow-safe size computation before allocating.
+  // Overflow-safe size computation before allocating: stop multiplying once
+  // the product exceeds the file (a zero dimension later still makes it 0).
   unsigned __int128 total = npy_item_size(a.type);
-  for (auto d : a.shape) total *= static_cast<unsigned __int128>(d);
+  for (auto d : a.shape) {
+    total *= static_cast<unsigned __int128>(d);
+    if (total > bytes.size()) total = static_cast<unsigned __int128>(bytes.size()) + 1;
+  }
   if (total > bytes.size() - data_offset) {
     throw fail("truncated data: header says " + a.shape_string() + " of " + descr + " but only " +
                std::to_string(bytes.size() - data_offset) + " data bytes follow");
