@@ -10,6 +10,7 @@
 
 #include "medicosam/core/atomic_file.hpp"
 #include "medicosam/core/error.hpp"
+#include "medicosam/io/dicom_seg.hpp"
 #include "medicosam/io/itk_util.hpp"
 
 namespace medicosam::io {
@@ -141,6 +142,48 @@ void write_label_map(const std::string& path, const LabelMap& labels,
       break;
   }
   write_volume(path, labels.to_volume(t), f, options.compress);
+}
+
+SegmentationFormat segmentation_format(const std::string& path) {
+  std::string l = std::filesystem::path(path).filename().string();
+  for (char& c : l) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ends_with(l, ".dcm")) return SegmentationFormat::kDicomSeg;
+  if (ends_with(l, ".png")) return SegmentationFormat::kPng;
+  for (const char* ext : {".nii", ".nii.gz", ".nrrd", ".mha"})
+    if (ends_with(l, ext)) return SegmentationFormat::kLabelMap;
+  throw InputError("'" + path +
+                   "': unsupported extension (use .png, .nii.gz, .nii, .nrrd, .mha or .dcm)");
+}
+
+void write_segmentation(const std::string& path, const LabelMap& labels, const Volume& source,
+                        const std::string& source_path, const SegmentationWriteOptions& options) {
+  if (labels.size() != source.size()) {
+    throw InputError("'" + path + "': the segmentation's grid does not match its source image '" +
+                     source_path + "'");
+  }
+  switch (segmentation_format(path)) {
+    case SegmentationFormat::kDicomSeg:
+      if (source.format != "DICOM") {
+        throw InputError("'" + path + "': a DICOM SEG needs a DICOM series as input, '" +
+                         source_path + "' is " + source.format);
+      }
+      write_dicom_seg(path, labels, source_path, source.series_uid);
+      return;
+    case SegmentationFormat::kPng:
+      if (options.png_mask) {
+        if (labels.size()[2] != 1)
+          throw InputError("'" + path + "': PNG holds 2D images only; use .nii.gz/.nrrd/.mha");
+        Volume mask(PixelType::kUInt8, labels.geometry());
+        auto* m = mask.data_as<uint8_t>();
+        for (int64_t i = 0; i < labels.num_voxels(); ++i) m[i] = labels.data()[i] ? 255 : 0;
+        write_volume(path, mask, OutFormat::kPng, true);
+        return;
+      }
+      [[fallthrough]];
+    case SegmentationFormat::kLabelMap:
+      write_label_map(path, labels, options.labels);
+      return;
+  }
 }
 
 void write_image(const std::string& path, const Volume& volume, bool compress) {

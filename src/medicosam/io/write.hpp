@@ -26,6 +26,25 @@ struct LabelWriteOptions {
 void write_label_map(const std::string& path, const LabelMap& labels,
                      const LabelWriteOptions& options = {});
 
+// What a segmentation output path asks for, from its extension (case-insensitive):
+// .png (2D), .nii/.nii.gz/.nrrd/.mha (label map), .dcm (DICOM SEG). InputError
+// naming the path otherwise.
+enum class SegmentationFormat { kPng, kLabelMap, kDicomSeg };
+SegmentationFormat segmentation_format(const std::string& path);
+
+struct SegmentationWriteOptions {
+  // PNG: a mask image (0 / 255 for any label) instead of the label values.
+  bool png_mask = false;
+  LabelWriteOptions labels;
+};
+
+// The one writer every command and the server use for their results: `labels`,
+// drawn on `source` (the volume as read from `source_path`, same grid), in the
+// format the extension of `path` names. A DICOM SEG references the source
+// series, so it needs a DICOM source (InputError otherwise). Atomic.
+void write_segmentation(const std::string& path, const LabelMap& labels, const Volume& source,
+                        const std::string& source_path, const SegmentationWriteOptions& options = {});
+
 // Writes any Volume (scalar or RGB) as NIfTI/NRRD/MetaImage, atomically.
 void write_image(const std::string& path, const Volume& volume, bool compress = true);
 
