@@ -13,6 +13,7 @@
 #include "medicosam/checkpoint/checkpoint.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/model/loader.hpp"
+#include "medicosam/model/save.hpp"
 #include "medicosam/train/trainer.hpp"
 
 extern char** environ;
@@ -135,30 +136,16 @@ struct ExportArgs {
 
 void run_export(const ExportArgs& a) {
   auto loaded = model::load_sam(a.checkpoint, torch::kCPU);
-  const auto type = a.dtype == "float16"    ? torch::kFloat16
-                    : a.dtype == "bfloat16" ? torch::kBFloat16
-                                            : torch::kFloat32;
-  checkpoint::StateDict sd;
-  for (const auto& [name, t] : model::sam_state_dict(*loaded.sam)) {
-    sd.push_back({name, t.detach().to(type).contiguous()});
-  }
-  std::string format = a.format;
-  if (format.empty()) {
-    format = a.out.size() > 12 && a.out.substr(a.out.size() - 12) == ".safetensors" ? "safetensors"
-                                                                                    : "pth";
-  }
-  if (format == "safetensors") {
-    const auto& c = loaded.sam->config;
-    checkpoint::write_safetensors(
-        a.out, sd,
-        {{"format", "pt"},
-         {"medicosam.architecture", c.architecture_name()},
-         {"medicosam.decoder_num_heads", std::to_string(c.decoder.num_heads)},
-         {"medicosam.source", a.checkpoint}});
-  } else {
-    checkpoint::write_state_dict_pth(a.out, sd);
-  }
-  std::fprintf(stderr, "wrote %s (%s, %s, %lld parameters)\n", a.out.c_str(), format.c_str(),
+  model::SaveOptions opt;
+  opt.dtype = a.dtype == "float16"    ? torch::kFloat16
+              : a.dtype == "bfloat16" ? torch::kBFloat16
+                                      : torch::kFloat32;
+  if (!a.format.empty())
+    opt.format = a.format == "safetensors" ? model::WeightsFormat::kSafetensors : model::WeightsFormat::kPth;
+  opt.metadata["medicosam.source"] = a.checkpoint;
+  model::save_sam(a.out, *loaded.sam, opt);
+  const bool st = opt.format.value_or(model::weights_format_for(a.out)) == model::WeightsFormat::kSafetensors;
+  std::fprintf(stderr, "wrote %s (%s, %s, %lld parameters)\n", a.out.c_str(), st ? "safetensors" : "pth",
                a.dtype.c_str(), static_cast<long long>(loaded.num_parameters));
 }
 

@@ -18,6 +18,7 @@
 #include "medicosam/core/error.hpp"
 #include "medicosam/core/progress.hpp"
 #include "medicosam/model/loader.hpp"
+#include "medicosam/model/save.hpp"
 #include "medicosam/model/sam.hpp"
 #include "medicosam/segment/prompt_sampling.hpp"
 #include "medicosam/train/batches.hpp"
@@ -494,20 +495,14 @@ void save_checkpoint(const std::string& path, model::SamImpl& sam, const AdamW& 
   checkpoint::write_pytorch_checkpoint(path, root);
 }
 
-std::map<std::string, std::string> safetensors_metadata(const model::SamImpl& sam,
-                                                        const RunState& st) {
-  return {{"format", "pt"},
-          {"medicosam.architecture", sam.config.architecture_name()},
-          {"medicosam.decoder_num_heads", std::to_string(sam.config.decoder.num_heads)},
-          {"medicosam.iteration", std::to_string(st.iteration)},
-          {"medicosam.best_metric", std::to_string(st.best_metric)}};
-}
-
+// The plain SAM weights of the run (what `medicosam export` would write), with
+// the step and validation metric in the metadata.
 void export_safetensors(const std::string& path, model::SamImpl& sam, const RunState& st) {
-  checkpoint::StateDict sd;
-  for (const auto& [name, t] : model::sam_state_dict(sam))
-    sd.push_back({name, t.detach().to(torch::kCPU).contiguous()});
-  checkpoint::write_safetensors(path, sd, safetensors_metadata(sam, st));
+  model::SaveOptions opt;
+  opt.format = model::WeightsFormat::kSafetensors;
+  opt.metadata = {{"medicosam.iteration", std::to_string(st.iteration)},
+                  {"medicosam.best_metric", std::to_string(st.best_metric)}};
+  model::save_sam(path, sam, opt);
 }
 
 // Restores model, optimizer and counters from our own checkpoint.

@@ -1,0 +1,33 @@
+#include "medicosam/model/save.hpp"
+
+#include "medicosam/checkpoint/checkpoint.hpp"
+#include "medicosam/core/error.hpp"
+
+namespace medicosam::model {
+
+WeightsFormat weights_format_for(const std::string& path) {
+  const std::string ext = ".safetensors";
+  const bool st = path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+  return st ? WeightsFormat::kSafetensors : WeightsFormat::kPth;
+}
+
+void save_sam(const std::string& path, SamImpl& sam, const SaveOptions& options) {
+  if (options.dtype != torch::kFloat32 && options.dtype != torch::kFloat16 &&
+      options.dtype != torch::kBFloat16) {
+    throw InputError("'" + path + "': weights can be written as float32, float16 or bfloat16");
+  }
+  checkpoint::StateDict sd;
+  for (const auto& [name, t] : sam_state_dict(sam))
+    sd.push_back({name, t.detach().to(torch::kCPU, options.dtype).contiguous()});
+  if (options.format.value_or(weights_format_for(path)) == WeightsFormat::kSafetensors) {
+    std::map<std::string, std::string> meta = options.metadata;
+    meta["format"] = "pt";
+    meta["medicosam.architecture"] = sam.config.architecture_name();
+    meta["medicosam.decoder_num_heads"] = std::to_string(sam.config.decoder.num_heads);
+    checkpoint::write_safetensors(path, sd, meta);
+  } else {
+    checkpoint::write_state_dict_pth(path, sd);
+  }
+}
+
+}  // namespace medicosam::model

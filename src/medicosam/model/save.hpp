@@ -1,0 +1,34 @@
+#pragma once
+// Writing a SAM's weights, the one writer beside load_sam (loader.hpp): the
+// plain SAM state dict (keys as segment_anything's Sam module names them) as
+// .pth, which `sam_model_registry[...](checkpoint=...)` loads, or as
+// .safetensors with the architecture in its metadata. `medicosam export` and
+// the trainer's exports both go through it.
+#include <torch/torch.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "medicosam/model/sam.hpp"
+
+namespace medicosam::model {
+
+enum class WeightsFormat { kPth, kSafetensors };
+
+struct SaveOptions {
+  // Default: from the extension (.safetensors, else .pth).
+  std::optional<WeightsFormat> format;
+  // float32, float16 or bfloat16 (InputError otherwise).
+  torch::ScalarType dtype = torch::kFloat32;
+  // Extra safetensors metadata ("medicosam.*" keys); the architecture and the
+  // decoder's head count are always written.
+  std::map<std::string, std::string> metadata;
+};
+
+WeightsFormat weights_format_for(const std::string& path);
+
+// Writes atomically; IoError if the file cannot be written.
+void save_sam(const std::string& path, SamImpl& sam, const SaveOptions& options = {});
+
+}  // namespace medicosam::model
