@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "medicosam/model/precision.hpp"
 #include "medicosam/model/sam_config.hpp"
 
 namespace medicosam::model {
@@ -25,6 +26,14 @@ TORCH_MODULE(LayerNorm2d);
 
 // ---------------------------------------------------------------- image encoder
 
+// Reusable buffers of one reduced-precision encoder pass (attention scores and
+// probabilities): allocated once per forward instead of per block and head, so
+// the kernel does not page in fresh multi-MB buffers every time. Local to a
+// call, so concurrent forwards do not share it.
+struct EncoderWorkspace {
+  torch::Tensor qkv, q, k, v, heads, out, hidden, scores, probs;
+};
+
 struct MLPBlockImpl : torch::nn::Module {
   MLPBlockImpl(int64_t dim, int64_t hidden, bool gelu);
   torch::Tensor forward(const torch::Tensor& x);
@@ -38,6 +47,9 @@ struct EncoderAttentionImpl : torch::nn::Module {
                        int64_t input_size);
   // x: (B, H, W, C)
   torch::Tensor forward(const torch::Tensor& x);
+  // Reduced-precision path (set_precision): x (B, H, W, C) in the compute
+  // dtype; the relative position terms enter the score matmul as extra columns.
+  torch::Tensor forward_reduced(const torch::Tensor& x, EncoderWorkspace& ws);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   torch::Tensor rel_pos_h, rel_pos_w;
   int64_t num_heads;
@@ -49,6 +61,9 @@ TORCH_MODULE(EncoderAttention);
 struct EncoderBlockImpl : torch::nn::Module {
   EncoderBlockImpl(const EncoderConfig& c, int64_t window_size, int64_t input_size);
   torch::Tensor forward(const torch::Tensor& x);  // (B, H, W, C)
+  // x: float32 residual stream (B, H, W, C), updated in place and returned;
+  // matmuls in `dtype`.
+  torch::Tensor forward_reduced(const torch::Tensor& x, torch::ScalarType dtype, EncoderWorkspace& ws);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   EncoderAttention attn{nullptr};
   MLPBlock mlp{nullptr};
@@ -66,12 +81,23 @@ TORCH_MODULE(PatchEmbed);
 struct ImageEncoderImpl : torch::nn::Module {
   explicit ImageEncoderImpl(const EncoderConfig& c);
   // x: normalised, padded (B, 3, img_size, img_size) -> (B, out_chans, grid, grid)
+  // float32 whatever the precision.
   torch::Tensor forward(const torch::Tensor& x);
+  // Converts the matmul and convolution weights to bfloat16 once (halving
+  // their memory) and makes forward() use them; layer norms, the residual
+  // stream and the output stay float32. kFloat32 is the exact reference path
+  // and must be set before any conversion (there is no way back).
+  void set_precision(Precision p);
+  Precision precision() const { return precision_; }
   EncoderConfig config;
   PatchEmbed patch_embed{nullptr};
   torch::Tensor pos_embed;
   torch::nn::ModuleList blocks;
   torch::nn::Sequential neck;
+
+ private:
+  torch::Tensor forward_reduced(const torch::Tensor& x);
+  Precision precision_ = Precision::kFloat32;
 };
 TORCH_MODULE(ImageEncoder);
 

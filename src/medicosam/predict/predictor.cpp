@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "medicosam/core/error.hpp"
+#include "medicosam/model/allocator.hpp"
 #include "medicosam/model/loader.hpp"
 #include "medicosam/predict/torch_bridge.hpp"
 
@@ -74,6 +75,9 @@ struct SamPredictor::Impl {
   torch::Device device{torch::kCPU};
   ModelSummary summary;
   Embedding current;
+  // Prompt-independent decoder input, computed once at load so that decoding
+  // reads no lazily filled cache (several threads may decode at once).
+  Tensor dense_pe;
 };
 
 namespace {
@@ -136,7 +140,14 @@ SamPredictor::SamPredictor(const std::string& checkpoint, const PredictorOptions
   const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(threads);
   impl_->device = parse_device(options.device);
+  const auto precision = model::resolve_precision(options.precision, impl_->device.is_cuda());
+  model::retain_freed_memory();
   impl_->loaded = model::load_sam(checkpoint, impl_->device);
+  impl_->loaded.sam->image_encoder->set_precision(precision);
+  {
+    torch::InferenceMode guard;
+    impl_->dense_pe = impl_->loaded.sam->prompt_encoder->dense_pe();
+  }
   const auto& c = impl_->loaded.sam->config;
   auto& s = impl_->summary;
   s.path = checkpoint;
@@ -148,6 +159,7 @@ SamPredictor::SamPredictor(const std::string& checkpoint, const PredictorOptions
   s.embedding_size = static_cast<int>(c.image_embedding_size());
   s.embedding_channels = static_cast<int>(c.encoder.out_chans);
   s.low_res_size = static_cast<int>(c.low_res_size());
+  s.precision = model::precision_name(precision);
 }
 
 SamPredictor::~SamPredictor() = default;
@@ -183,7 +195,7 @@ void SamPredictor::set_image(const uint8_t* pixels, int height, int width, int c
   impl_->current = encode(pixels, height, width, channels);
 }
 
-void SamPredictor::set_embedding(const Embedding& e) {
+void SamPredictor::check_embedding(const Embedding& e) const {
   if (e.empty()) throw InputError("empty image embedding");
   const auto& s = impl_->summary;
   const auto shape = e.shape();
@@ -196,6 +208,10 @@ void SamPredictor::set_embedding(const Embedding& e) {
   }
   const auto in = preprocess_shape(e.original_size().height, e.original_size().width, s.img_size);
   if (!(in == e.input_size())) throw InputError("image embedding: input size does not match its original size");
+}
+
+void SamPredictor::set_embedding(const Embedding& e) {
+  check_embedding(e);
   Embedding moved = e;
   if (e.impl->features.device() != impl_->device) {
     auto impl = std::make_shared<Embedding::Impl>(*e.impl);
@@ -214,8 +230,17 @@ Prediction SamPredictor::predict(const Prompt& prompt, bool multimask_output, bo
 std::vector<Prediction> SamPredictor::predict_batch(const std::vector<Prompt>& prompts, bool multimask_output,
                                                     bool want_logits) const {
   if (impl_->current.empty()) throw Error("no image set: call set_image or set_embedding before predict");
+  return predict_batch(impl_->current, prompts, multimask_output, want_logits);
+}
+
+std::vector<Prediction> SamPredictor::predict_batch(const Embedding& embedding, const std::vector<Prompt>& prompts,
+                                                    bool multimask_output, bool want_logits) const {
   if (prompts.empty()) throw InputError("no prompt given");
-  const auto& emb = *impl_->current.impl;
+  if (&embedding != &impl_->current) check_embedding(embedding);
+  const auto& emb = *embedding.impl;
+  // An embedding computed on another device (a cache on disk is CPU) is moved for this call.
+  const Tensor features =
+      emb.features.device() == impl_->device ? emb.features : emb.features.to(impl_->device);
   const int L = impl_->summary.low_res_size;
   for (size_t i = 0; i < prompts.size(); ++i) validate_prompt(prompts[i], emb.original, L, prompts.size() > 1 ? i + 1 : 0);
 
@@ -263,7 +288,7 @@ std::vector<Prediction> SamPredictor::predict_batch(const std::vector<Prompt>& p
       masks = torch::tensor(m).view({B, 1, L, L}).to(impl_->device);
     }
     auto [sparse, dense] = sam.prompt_encoder->forward(coords, labels, boxes, masks);
-    auto [low_res, iou] = sam.mask_decoder->forward(emb.features, sam.prompt_encoder->dense_pe(), sparse, dense,
+    auto [low_res, iou] = sam.mask_decoder->forward(features, impl_->dense_pe, sparse, dense,
                                                     multimask_output);
     auto hires = sam.postprocess_masks(low_res, emb.input.height, emb.input.width, H, W);
     auto binary = (hires > sam.config.mask_threshold).to(torch::kUInt8).cpu().contiguous();
