@@ -311,7 +311,6 @@ Tensor layer_norm_channels_last(const Tensor& x, const LayerNorm2dImpl& ln) {
   const auto s = centered.pow(2).mean(-1, true);
   return ln.weight * (centered / torch::sqrt(s + ln.eps)) + ln.bias;
 }
-
 }  // namespace
 
 Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hyper_in, int64_t h,
@@ -401,32 +400,43 @@ Tensor SamImpl::preprocess(const Tensor& image) {
 
 namespace {
 
-// Row i of the matrix that PyTorch's bilinear resize (align_corners=False, no
+// Row o of the matrix that PyTorch's bilinear resize (align_corners=False, no
 // antialias) applies along one axis from `in` to `out` samples, in PyTorch's
-// float arithmetic for the source position.
-void add_bilinear_rows(std::vector<double>& m, int64_t in, int64_t out, int64_t row_stride) {
+// float arithmetic for the source position: one or two (index, weight) taps
+// (one at the border, where both taps fall on the same sample and add up).
+int bilinear_taps(int64_t in, int64_t out, int64_t o, std::pair<int64_t, double> taps[2]) {
   const float scale = static_cast<float>(in) / static_cast<float>(out);
-  for (int64_t o = 0; o < out; ++o) {
-    float src = scale * (static_cast<float>(o) + 0.5f) - 0.5f;
-    if (src < 0) src = 0;
-    const int64_t i0 = static_cast<int64_t>(src);
-    const int64_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
-    const float l1 = src - static_cast<float>(i0), l0 = 1.0f - l1;
-    m[o * row_stride + i0] += l0;
-    m[o * row_stride + i1] += l1;
+  float src = scale * (static_cast<float>(o) + 0.5f) - 0.5f;
+  if (src < 0) src = 0;
+  const int64_t i0 = static_cast<int64_t>(src);
+  const int64_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
+  const float l1 = src - static_cast<float>(i0), l0 = 1.0f - l1;
+  if (i0 == i1) {
+    taps[0] = {i0, static_cast<double>(l0) + static_cast<double>(l1)};
+    return 1;
   }
+  taps[0] = {i0, l0};
+  taps[1] = {i1, l1};
+  return 2;
 }
 
 // The composition "bilinear L -> S, keep the first `keep` samples, bilinear
-// keep -> out" along one axis, as an (out x L) matrix.
+// keep -> out" along one axis, as an (out x L) matrix. Both factors have at
+// most two taps per row, so the product is formed tap by tap: each entry is a
+// sum of at most two products, as in the dense double product, without its
+// out x keep x L operations on every call.
 Tensor composed_resize_matrix(int64_t L, int64_t S, int64_t keep, int64_t out) {
-  std::vector<double> up(static_cast<size_t>(S * L), 0.0),
-      down(static_cast<size_t>(out * keep), 0.0);
-  add_bilinear_rows(up, L, S, L);
-  add_bilinear_rows(down, keep, out, keep);
-  auto u = torch::from_blob(up.data(), {S, L}, torch::kFloat64).slice(0, 0, keep);
-  auto d = torch::from_blob(down.data(), {out, keep}, torch::kFloat64);
-  return torch::matmul(d, u).to(torch::kFloat32);
+  std::vector<double> m(static_cast<size_t>(out * L), 0.0);
+  std::pair<int64_t, double> down[2], up[2];
+  for (int64_t o = 0; o < out; ++o) {
+    double* row = m.data() + o * L;
+    const int nd = bilinear_taps(keep, out, o, down);
+    for (int j = 0; j < nd; ++j) {
+      const int nu = bilinear_taps(L, S, down[j].first, up);
+      for (int k = 0; k < nu; ++k) row[up[k].first] += down[j].second * up[k].second;
+    }
+  }
+  return torch::from_blob(m.data(), {out, L}, torch::kFloat64).to(torch::kFloat32);
 }
 
 }  // namespace
