@@ -22,7 +22,9 @@ endfunction()
 function(medicosam_add_test name)
   cmake_parse_arguments(T "TORCH" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  # medicosam_test_main (tests/common/test_main.cpp) replaces gtest_main: in CI
+  # (MEDICOSAM_FAIL_ON_SKIP=1 / CI=true) a skipped test fails.
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest medicosam_test_main GTest::gmock)
   if(T_TORCH)
     medicosam_use_torch(${name})
   endif()

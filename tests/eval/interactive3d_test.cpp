@@ -118,7 +118,7 @@ TEST(Interactive3D, DatasetDiscovery) {
 
 TEST(Interactive3D, SharedData) {
   const fs::path data = fs::path(MEDICOSAM_SHARED_DIR) / "data";
-  if (!fs::exists(data)) GTEST_SKIP();
+  if (!fs::exists(data)) GTEST_SKIP() << "no shared data folder " << data;
   const auto mri = Dataset3D::open((data / "mri_tumor_3d_pyradiomics").string());
   ASSERT_EQ(mri.size(), 3u);
   EXPECT_EQ(mri.entry(0).name, "brain1");
