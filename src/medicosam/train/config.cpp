@@ -17,51 +17,66 @@ std::string resolve(const std::string& p, const std::string& base) {
   return (fs::path(base) / p).lexically_normal().string();
 }
 
+// Paths written by to_json() are absolute, so that the config.json a run
+// writes into its out_dir (a different folder) loads back to the same files.
+std::string absolute(const std::string& p) {
+  if (p.empty()) return p;
+  std::error_code ec;
+  const fs::path a = fs::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
 }  // namespace
+
+const std::vector<std::string>& TrainConfig::known_keys() {
+  static const std::vector<std::string> keys = {"init",
+                                                "architecture",
+                                                "train_data",
+                                                "val_data",
+                                                "augment",
+                                                "batch_size",
+                                                "objects_per_image",
+                                                "sub_iterations",
+                                                "mask_prob",
+                                                "box_distortion",
+                                                "loss_size",
+                                                "bce_weight",
+                                                "iterations",
+                                                "epoch_length",
+                                                "val_images",
+                                                "lr",
+                                                "weight_decay",
+                                                "beta1",
+                                                "beta2",
+                                                "eps",
+                                                "grad_clip",
+                                                "schedule",
+                                                "warmup",
+                                                "min_lr_ratio",
+                                                "step_size",
+                                                "gamma",
+                                                "freeze_image_encoder",
+                                                "freeze_prompt_encoder",
+                                                "seed",
+                                                "threads",
+                                                "device",
+                                                "mixed_precision",
+                                                "prefetch",
+                                                "out_dir",
+                                                "resume",
+                                                "stop_after",
+                                                "rank",
+                                                "world_size",
+                                                "master_addr",
+                                                "master_port",
+                                                "comment"};
+  return keys;
+}
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& source) {
   const std::string base = source.empty() ? "" : fs::path(source).parent_path().string();
   TrainConfig c;
-  static const std::vector<std::string> known = {"init",
-                                                 "architecture",
-                                                 "train_data",
-                                                 "val_data",
-                                                 "augment",
-                                                 "batch_size",
-                                                 "objects_per_image",
-                                                 "sub_iterations",
-                                                 "mask_prob",
-                                                 "box_distortion",
-                                                 "bce_weight",
-                                                 "iterations",
-                                                 "epoch_length",
-                                                 "val_images",
-                                                 "lr",
-                                                 "weight_decay",
-                                                 "beta1",
-                                                 "beta2",
-                                                 "eps",
-                                                 "grad_clip",
-                                                 "schedule",
-                                                 "warmup",
-                                                 "min_lr_ratio",
-                                                 "step_size",
-                                                 "gamma",
-                                                 "freeze_image_encoder",
-                                                 "freeze_prompt_encoder",
-                                                 "seed",
-                                                 "threads",
-                                                 "device",
-                                                 "mixed_precision",
-                                                 "prefetch",
-                                                 "out_dir",
-                                                 "resume",
-                                                 "stop_after",
-                                                 "rank",
-                                                 "world_size",
-                                                 "master_addr",
-                                                 "master_port",
-                                                 "comment"};
+  const std::vector<std::string>& known = known_keys();
   if (!j.is_object()) throw InputError("'" + source + "': a training config must be a JSON object");
   for (const auto& [k, v] : j.items()) {
     if (std::find(known.begin(), known.end(), k) == known.end()) {
@@ -160,10 +175,15 @@ TrainConfig TrainConfig::from_file(const std::string& path) {
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
-  if (!init.empty()) j["init"] = init;
+  if (!init.empty()) j["init"] = absolute(init);
   if (!architecture.empty()) j["architecture"] = architecture;
-  for (const auto& d : train_data) j["train_data"].push_back(d.to_json());
-  for (const auto& d : val_data) j["val_data"].push_back(d.to_json());
+  auto dataset = [](DatasetSpec d) {
+    d.path = absolute(d.path);
+    for (auto& [img, lab] : d.pairs) img = absolute(img), lab = absolute(lab);
+    return d.to_json();
+  };
+  for (const auto& d : train_data) j["train_data"].push_back(dataset(d));
+  for (const auto& d : val_data) j["val_data"].push_back(dataset(d));
   j["augment"] = augment.to_json();
   j["batch_size"] = batch_size;
   j["objects_per_image"] = objects_per_image;
@@ -193,8 +213,13 @@ nlohmann::json TrainConfig::to_json() const {
   j["device"] = device;
   j["mixed_precision"] = mixed_precision;
   j["prefetch"] = prefetch;
-  j["out_dir"] = out_dir;
+  j["out_dir"] = absolute(out_dir);
+  j["resume"] = resume;
   j["world_size"] = world_size;
+  j["master_addr"] = master_addr;
+  j["master_port"] = master_port;
+  // Not written: "rank" (differs per process), "stop_after" (one run's
+  // interruption) and "comment".
   return j;
 }
 

@@ -75,6 +75,11 @@ struct TrainConfig {
 
   static TrainConfig from_json(const nlohmann::json& j, const std::string& source);
   static TrainConfig from_file(const std::string& path);
+  // Every key from_json accepts (anything else is refused as unknown).
+  static const std::vector<std::string>& known_keys();
+  // The whole configuration with absolute paths: what a run stores in its
+  // checkpoints and writes to out_dir/config.json, and from_json reads back.
+  // Every known key except "rank", "stop_after" and "comment" is written.
   nlohmann::json to_json() const;
 };
 
