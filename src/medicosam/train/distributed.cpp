@@ -13,6 +13,8 @@
 namespace medicosam::train {
 
 struct DataParallel::Impl {
+  // Where the collectives' tensors must live: CUDA for NCCL, CPU for Gloo.
+  torch::Device device = torch::kCPU;
   c10::intrusive_ptr<c10d::Store> store;
   // ProcessGroupGloo / ProcessGroupNCCL share these collective signatures in
   // torch 1.13 and 2.x.
@@ -38,6 +40,7 @@ DataParallel::DataParallel(int rank, int world_size, const std::string& master_a
     : rank_(rank), world_size_(world_size) {
   if (world_size_ <= 1) return;
   impl_ = std::make_unique<Impl>();
+  impl_->device = device.is_cuda() ? device : torch::Device(torch::kCPU);
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<uint16_t>(master_port);
   opts.isServer = rank == 0;
@@ -69,21 +72,39 @@ DataParallel::DataParallel(int rank, int world_size, const std::string& master_a
 
 DataParallel::~DataParallel() = default;
 
+torch::Device DataParallel::device() const {
+  return impl_ ? impl_->device : torch::Device(torch::kCPU);
+}
+
+// Runs `collective` on `t`, staged through a contiguous copy on the group's
+// device when `t` lives elsewhere (NCCL only takes CUDA tensors; Gloo and
+// NCCL both need dense contiguous ones) and copied back after.
+template <typename F>
+void DataParallel::on_group_device(torch::Tensor& t, F&& collective) {
+  const bool direct = t.device() == impl_->device && t.is_contiguous();
+  torch::Tensor staged = direct ? t : t.to(impl_->device).contiguous();
+  std::vector<torch::Tensor> v{staged};
+  impl_->run([&](auto& pg) { return collective(pg, v); });
+  if (!direct) {
+    torch::NoGradGuard ng;
+    t.copy_(staged);
+  }
+}
+
 void DataParallel::all_reduce_sum(torch::Tensor& t) {
   if (world_size_ <= 1) return;
-  std::vector<torch::Tensor> v{t};
-  impl_->run([&](auto& pg) { return pg.allreduce(v); });
+  on_group_device(t, [](auto& pg, std::vector<torch::Tensor>& v) { return pg.allreduce(v); });
 }
 
 void DataParallel::broadcast(torch::Tensor& t) {
   if (world_size_ <= 1) return;
-  std::vector<torch::Tensor> v{t};
-  impl_->run([&](auto& pg) { return pg.broadcast(v); });
+  on_group_device(t, [](auto& pg, std::vector<torch::Tensor>& v) { return pg.broadcast(v); });
 }
 
 void DataParallel::barrier() {
   if (world_size_ <= 1) return;
-  auto t = torch::zeros({1});
+  // A one-element all-reduce on the group's device (NCCL has no CPU barrier).
+  auto t = torch::zeros({1}, torch::TensorOptions().device(impl_->device));
   all_reduce_sum(t);
 }
 

@@ -21,10 +21,16 @@ class DataParallel {
   int world_size() const { return world_size_; }
   bool is_main() const { return rank_ == 0; }
 
-  // Sums `t` over all processes, in place.
+  // The device the collectives run on: the CUDA device for NCCL, else the CPU.
+  torch::Device device() const;
+
+  // Sums `t` over all processes, in place. `t` may live on any device and
+  // need not be contiguous: it is staged through the group's device (so a
+  // CPU loss scalar works with NCCL).
   void all_reduce_sum(torch::Tensor& t);
-  // Copies rank 0's `t` to every process, in place.
+  // Copies rank 0's `t` to every process, in place (staged like all_reduce_sum).
   void broadcast(torch::Tensor& t);
+  // Waits for every process (a one-element all-reduce on the group's device).
   void barrier();
 
   // Gradients of `params` summed over all processes (one flattened transfer).
@@ -35,6 +41,9 @@ class DataParallel {
   struct Impl;
 
  private:
+  template <typename F>
+  void on_group_device(torch::Tensor& t, F&& collective);
+
   int rank_, world_size_;
   std::unique_ptr<Impl> impl_;
 };
