@@ -1,11 +1,12 @@
 // Automatic mask generation against the official Segment Anything generator
 // (fixtures/sam_parity/amg_*: the tiny random-weight SAM on img0): same number
-// of masks, every reference mask matched by one of ours with IoU >= 0.9, and
-// the same predicted IoU / stability score. Plus the building blocks.
+// of masks, the reference and our masks matched one to one with IoU >= 0.9 per
+// pair, and the same predicted IoU / stability score. Plus the building blocks.
 #include "medicosam/segment/amg.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -66,22 +67,39 @@ TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
       read_mask_stack(kDir + "extra/" + ref["masks_file"].get<std::string>(), n, H, W);
   ASSERT_EQ(masks.size(), n);
   const size_t hw = size_t(H) * W;
+  // One-to-one matching: every reference mask gets its own mask of ours (pairs
+  // taken by descending IoU, each mask used once), so two reference masks
+  // cannot both be "matched" by one of ours while another of ours matches none.
+  std::vector<BinaryMask> want(n, BinaryMask(H, W));
+  for (size_t r = 0; r < n; ++r)
+    for (size_t i = 0; i < hw; ++i) want[r].data[i] = ref_masks[r * hw + i] ? 1 : 0;
+  struct Pair {
+    double iou;
+    size_t r, i;
+  };
+  std::vector<Pair> pairs;
+  for (size_t r = 0; r < n; ++r)
+    for (size_t i = 0; i < masks.size(); ++i) pairs.push_back({mask_iou(want[r], masks[i].mask), r, i});
+  std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.iou > b.iou; });
+  std::vector<long> match(n, -1);
+  std::vector<bool> taken(masks.size(), false);
+  std::vector<double> match_iou(n, 0.0);
+  for (const Pair& p : pairs) {
+    if (match[p.r] >= 0 || taken[p.i]) continue;
+    match[p.r] = static_cast<long>(p.i);
+    match_iou[p.r] = p.iou;
+    taken[p.i] = true;
+  }
   for (size_t r = 0; r < n; ++r) {
-    BinaryMask want(H, W);
-    for (size_t i = 0; i < hw; ++i) want.data[i] = ref_masks[r * hw + i] ? 1 : 0;
-    double best = 0;
-    size_t best_i = 0;
-    for (size_t i = 0; i < masks.size(); ++i) {
-      const double v = mask_iou(want, masks[i].mask);
-      if (v > best) best = v, best_i = i;
-    }
-    EXPECT_GE(best, 0.9) << "reference mask " << r;
+    ASSERT_GE(match[r], 0) << "reference mask " << r << " has no mask of ours left to match";
+    const auto& m = masks[static_cast<size_t>(match[r])];
+    EXPECT_GE(match_iou[r], 0.9) << "reference mask " << r;
     const auto& rm = ref["masks"][r];
-    EXPECT_NEAR(masks[best_i].predicted_iou, rm["predicted_iou"].get<double>(), 2e-3) << r;
-    EXPECT_NEAR(masks[best_i].stability_score, rm["stability_score"].get<double>(), 5e-3) << r;
-    EXPECT_NEAR(masks[best_i].point.x, rm["point_coords"][0][0].get<double>(), 1e-9) << r;
-    EXPECT_NEAR(masks[best_i].point.y, rm["point_coords"][0][1].get<double>(), 1e-9) << r;
-    EXPECT_EQ(masks[best_i].bbox[2], rm["bbox"][2].get<int>()) << r;
+    EXPECT_NEAR(m.predicted_iou, rm["predicted_iou"].get<double>(), 2e-3) << r;
+    EXPECT_NEAR(m.stability_score, rm["stability_score"].get<double>(), 5e-3) << r;
+    EXPECT_NEAR(m.point.x, rm["point_coords"][0][0].get<double>(), 1e-9) << r;
+    EXPECT_NEAR(m.point.y, rm["point_coords"][0][1].get<double>(), 1e-9) << r;
+    EXPECT_EQ(m.bbox[2], rm["bbox"][2].get<int>()) << r;
   }
   // Label map: one id per mask that keeps pixels, consecutive.
   const auto labels = masks_to_label_map(masks, H, W);
