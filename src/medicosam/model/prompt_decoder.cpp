@@ -117,6 +117,18 @@ std::pair<Tensor, Tensor> PromptEncoderImpl::forward(const Tensor& point_coords,
 
 // ----------------------------------------------------------------- mask decoder
 
+namespace {
+// Softmax over a short last axis (a few prompt tokens): libtorch's kernel
+// handles each row of a handful of values on its own and was ~20x slower than
+// these four whole-tensor passes, which compute the same exp(x - max) / sum.
+Tensor softmax_short_rows(const Tensor& x) {
+  // Out of place: autograd (training) needs e for the backward pass.
+  auto e = (x - std::get<0>(x.max(-1, /*keepdim=*/true))).exp();
+  return e / e.sum(-1, /*keepdim=*/true);
+}
+
+}  // namespace
+
 DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads, int64_t downsample_rate)
     : num_heads(heads), internal_dim(dim / downsample_rate) {
   q_proj = register_module("q_proj", torch::nn::Linear(dim, internal_dim));
@@ -189,7 +201,7 @@ Tensor DecoderAttentionImpl::forward_few_keys(const Tensor& q_in, const Tensor& 
   auto scores =
       torch::matmul(q_in, m.permute({0, 2, 1, 3}).reshape({B, C, num_heads * T}));  // (B,N,hT)
   scores = scores.view({B, N, num_heads, T}) + c.permute({0, 2, 1, 3});
-  auto p = torch::softmax(scores, -1).reshape({B, N, num_heads * T});
+  auto p = softmax_short_rows(scores).reshape({B, N, num_heads * T});
   auto wo = out_proj->weight.view({C, num_heads, hd}).permute({1, 2, 0});  // (h,hd,C)
   auto u = torch::matmul(v, wo).reshape({B, num_heads * T, C});            // (B,hT,C)
   return torch::matmul(p, u) + out_proj->bias;
@@ -244,8 +256,13 @@ TwoWayTransformerImpl::TwoWayTransformerImpl(const DecoderConfig& c) {
 std::pair<Tensor, Tensor> TwoWayTransformerImpl::forward(const Tensor& image,
                                                          const Tensor& image_pe,
                                                          const Tensor& tokens) {
-  auto keys = image.flatten(2).permute({0, 2, 1});
-  auto key_pe = image_pe.flatten(2).permute({0, 2, 1});
+  // Token-major (B, hw, C) copies: later elementwise ops then read both
+  // operands in the same order (an add of an NCHW-strided view and a
+  // contiguous tensor is a transposition, ~20x slower than a plain add).
+  // image_pe may have batch 1 for any B (broadcast); a channels-last image_pe
+  // (as the predictor passes it) needs no copy at all.
+  auto keys = image.flatten(2).permute({0, 2, 1}).contiguous();
+  auto key_pe = image_pe.flatten(2).permute({0, 2, 1}).contiguous();
   auto queries = tokens;
   for (const auto& layer : *layers) {
     std::tie(queries, keys) =
@@ -304,12 +321,11 @@ Tensor conv_transpose_2x2(const Tensor& x, const torch::nn::ConvTranspose2dImpl&
   return torch::matmul(x, w).view({-1, cout}).add_(conv.bias);
 }
 
-// LayerNorm2d over the channel (last) axis of channels-last pixels.
+// LayerNorm2d over the channel (last) axis of channels-last pixels: the same
+// normalisation (biased variance) as one fused kernel instead of eight
+// elementwise passes.
 Tensor layer_norm_channels_last(const Tensor& x, const LayerNorm2dImpl& ln) {
-  const auto u = x.mean(-1, true);
-  const auto centered = x - u;
-  const auto s = centered.pow(2).mean(-1, true);
-  return ln.weight * (centered / torch::sqrt(s + ln.eps)) + ln.bias;
+  return F::layer_norm(x, F::LayerNormFuncOptions({x.size(-1)}).weight(ln.weight).bias(ln.bias).eps(ln.eps));
 }
 }  // namespace
 
@@ -327,12 +343,13 @@ Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hy
   x = torch::gelu(layer_norm_channels_last(x, ln));
   x = torch::gelu(conv_transpose_2x2(x, ct2));  // (B*h*w*16, C/8)
   const int64_t cu = x.size(1);
-  // masks[b, m, pixel] = sum_c hyper[b, m, c] * upscaled[b, pixel, c]
-  auto masks = torch::matmul(x.view({B, -1, cu}), hyper_in.transpose(1, 2));  // (B, h*w*16, M)
+  // masks[b, m, pixel] = sum_c hyper[b, m, c] * upscaled[b, pixel, c], as a
+  // (M x c) . (c x pixels) product: a GEMM with only M output columns was ~10x slower.
+  auto masks = torch::matmul(hyper_in, x.view({B, -1, cu}).transpose(1, 2));  // (B, M, h*w*16)
   const int64_t M = hyper_in.size(1);
   // Pixel order is (i, j, di1, dj1, di2, dj2) with y = 4i + 2 di1 + di2, x = 4j + 2 dj1 + dj2.
-  return masks.view({B, h, w, 2, 2, 2, 2, M})
-      .permute({0, 7, 1, 3, 5, 2, 4, 6})
+  return masks.view({B, M, h, w, 2, 2, 2, 2})
+      .permute({0, 1, 2, 4, 6, 3, 5, 7})
       .reshape({B, M, 4 * h, 4 * w});
 }
 
@@ -347,9 +364,9 @@ std::pair<Tensor, Tensor> MaskDecoderImpl::predict_masks(const Tensor& image_emb
   // One image embedding shared by B prompts: broadcast instead of copying.
   Tensor src = image_embeddings.size(0) == B ? image_embeddings + dense
                                              : image_embeddings.expand({B, -1, -1, -1}) + dense;
-  auto pos_src = image_pe.expand({B, -1, -1, -1});
+  // image_pe stays one (1, C, h, w) tensor: the transformer broadcasts it.
   const int64_t c = src.size(1), h = src.size(2), w = src.size(3);
-  auto [hs, keys] = transformer->forward(src, pos_src, tokens);
+  auto [hs, keys] = transformer->forward(src, image_pe, tokens);
   auto iou_token_out = hs.select(1, 0);
   auto mask_tokens_out = hs.slice(1, 1, 1 + num_mask_tokens);
   std::vector<Tensor> hyper;

@@ -166,7 +166,7 @@ TORCH_MODULE(TwoWayAttentionBlock);
 
 struct TwoWayTransformerImpl : torch::nn::Module {
   explicit TwoWayTransformerImpl(const DecoderConfig& c);
-  // image (B,C,h,w), image_pe (B,C,h,w), tokens (B,T,C) -> (queries (B,T,C), keys (B,hw,C))
+  // image (B,C,h,w), image_pe (B|1,C,h,w), tokens (B,T,C) -> (queries (B,T,C), keys (B,hw,C))
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image,
                                                   const torch::Tensor& image_pe,
                                                   const torch::Tensor& tokens);

@@ -146,7 +146,9 @@ SamPredictor::SamPredictor(const std::string& checkpoint, const PredictorOptions
   impl_->loaded.sam->image_encoder->set_precision(precision);
   {
     torch::InferenceMode guard;
-    impl_->dense_pe = impl_->loaded.sam->prompt_encoder->dense_pe();
+    // Laid out channels-last, so the decoder's token-major view of it is a view.
+    const auto pe = impl_->loaded.sam->prompt_encoder->dense_pe();
+    impl_->dense_pe = pe.flatten(2).transpose(1, 2).contiguous().transpose(1, 2).view(pe.sizes());
   }
   const auto& c = impl_->loaded.sam->config;
   auto& s = impl_->summary;
