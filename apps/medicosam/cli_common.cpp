@@ -48,48 +48,16 @@ LoadedImage load_image(const ImageOptions& opts) {
   LoadedImage out;
   io::ReadOptions ro;
   ro.series_uid = opts.series;
-  out.volume = io::read_image(opts.path, ro);
+  out.volume = std::make_shared<const io::Volume>(io::read_image(opts.path, ro));
   const auto norm = opts.normalize.empty() ? io::Normalization{} : io::parse_normalization(opts.normalize);
-  if (out.volume.is_2d()) {
-    if (opts.slice && *opts.slice != 0) {
-      throw InputError("--slice " + std::to_string(*opts.slice) + ": '" + opts.path + "' is a 2D image");
-    }
-    out.slice = io::extract_slice(out.volume, io::Axis::kAxial, 0);
-    out.rgb = io::to_rgb8(out.volume, norm);
-  } else {
-    const auto axis = io::parse_axis(opts.axis);
-    const int64_t n = io::num_slices(out.volume.geometry(), axis);
-    const int64_t k = opts.slice.value_or(n / 2);
-    out.slice = io::extract_slice(out.volume, axis, k);
-    out.rgb = io::Normalizer(norm, out.volume)(out.slice.image);
+  out.slices = std::make_shared<segment::VolumeSlices>(out.volume, io::parse_axis(opts.axis), norm);
+  if (!out.is_volume() && opts.slice && *opts.slice != 0) {
+    throw InputError("--slice " + std::to_string(*opts.slice) + ": '" + opts.path + "' is a 2D image");
   }
-  const auto& sp = out.slice.image.geometry().spacing;
-  if (std::abs(sp[0] - sp[1]) > 1e-3 * std::max(sp[0], sp[1])) {
-    const auto grid = io::square_pixel_grid(out.slice.image.geometry());
-    out.model_rgb = io::resample_rgb8(out.rgb, grid.height, grid.width);
-  } else {
-    out.model_rgb = out.rgb;
-  }
+  const int64_t k = opts.slice.value_or(out.slices->count() / 2);
+  io::slice_placement(out.volume->geometry(), out.slices->axis(), k);  // InputError naming the range
+  out.slice = static_cast<int>(k);
   return out;
-}
-
-predict::Prompt LoadedImage::to_model(const predict::Prompt& p) const {
-  if (!resampled()) return p;
-  const double sx = double(model_rgb.width) / rgb.width, sy = double(model_rgb.height) / rgb.height;
-  predict::Prompt q = p;
-  // Pixel centres stay aligned (as the resampling does); box edges scale.
-  for (auto& pt : q.points) {
-    pt.x = std::clamp((pt.x + 0.5) * sx - 0.5, 0.0, double(model_rgb.width));  // clamp: edge pixels
-    pt.y = std::clamp((pt.y + 0.5) * sy - 0.5, 0.0, double(model_rgb.height));
-  }
-  if (q.box) *q.box = {q.box->x0 * sx, q.box->y0 * sy, q.box->x1 * sx, q.box->y1 * sy};
-  return q;
-}
-
-std::vector<uint8_t> LoadedImage::mask_to_slice(const std::vector<uint8_t>& mask) const {
-  if (!resampled()) return mask;
-  io::Mask2D m{model_rgb.height, model_rgb.width, mask};
-  return io::resample_mask(m, rgb.height, rgb.width).data;
 }
 
 namespace {
@@ -146,12 +114,6 @@ void write_png(const std::string& path, const cv::Mat& img) {
 }
 
 }  // namespace
-
-void write_mask_png(const std::string& path, const std::vector<uint8_t>& mask, int height, int width) {
-  cv::Mat m(height, width, CV_8UC1);
-  for (size_t i = 0; i < mask.size(); ++i) m.data[i] = mask[i] ? 255 : 0;
-  write_png(path, m);
-}
 
 void write_overlay_png(const std::string& path, const io::RGB8Image& image, const std::vector<uint8_t>& mask,
                        const predict::Prompt& prompt) {

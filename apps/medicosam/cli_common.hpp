@@ -3,6 +3,7 @@
 // prompt parsing and output writing.
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "medicosam/io/slice.hpp"
 #include "medicosam/io/volume.hpp"
 #include "medicosam/predict/predictor.hpp"
+#include "medicosam/segment/volume_slices.hpp"
 
 namespace medicosam::cli {
 
@@ -33,22 +35,14 @@ struct ImageOptions {
   void add_to(CLI::App& app, bool positional = false);
 };
 
-// A loaded input: the full volume (for 3D outputs), the 2D slice being
-// segmented, and what the model sees. Slices with anisotropic pixels (e.g. a
-// coronal cut of a volume with thick slices) are resampled to square pixels
-// for the model, so anatomy keeps its shape; prompts and masks are mapped
-// between the two grids.
+// A loaded input: the volume as read (a 2D image is a one-slice volume), its
+// slices as the model sees them (segment::VolumeSlices: normalisation, square
+// pixels, the mappings of prompts and masks), and the slice the options chose.
 struct LoadedImage {
-  io::Volume volume;      // as read (a 2D image is a one-slice volume)
-  io::Slice slice;        // the plane being segmented, with its placement
-  io::RGB8Image rgb;      // the slice in 8-bit RGB, on the slice's pixel grid
-  io::RGB8Image model_rgb;  // model input: rgb, or rgb resampled to square pixels
-  bool resampled() const { return model_rgb.height != rgb.height || model_rgb.width != rgb.width; }
-  bool is_volume() const { return !volume.is_2d(); }
-  // Prompt in slice pixels -> model-input pixels.
-  predict::Prompt to_model(const predict::Prompt& p) const;
-  // Mask on the model grid -> slice grid.
-  std::vector<uint8_t> mask_to_slice(const std::vector<uint8_t>& mask) const;
+  std::shared_ptr<const io::Volume> volume;
+  std::shared_ptr<segment::VolumeSlices> slices;
+  int slice = 0;
+  bool is_volume() const { return !volume->is_2d(); }
 };
 LoadedImage load_image(const ImageOptions& opts);
 
@@ -56,8 +50,6 @@ LoadedImage load_image(const ImageOptions& opts);
 predict::Point parse_point(const std::string& s);
 predict::Box parse_box(const std::string& s);
 
-// 8-bit mask PNG (0 / 255), written atomically.
-void write_mask_png(const std::string& path, const std::vector<uint8_t>& mask, int height, int width);
 // The image with the mask tinted and outlined, and the prompts drawn.
 void write_overlay_png(const std::string& path, const io::RGB8Image& image, const std::vector<uint8_t>& mask,
                        const predict::Prompt& prompt);

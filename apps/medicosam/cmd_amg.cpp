@@ -25,53 +25,32 @@ struct AmgArgs {
 void run_amg(const AmgArgs& a) {
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
-  const auto lower = [](std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  }(a.out);
-  auto ends = [&](const std::string& e) {
-    return lower.size() >= e.size() && lower.compare(lower.size() - e.size(), e.size(), e) == 0;
-  };
-  if (!(ends(".png") || ends(".nii") || ends(".nii.gz") || ends(".nrrd") || ends(".mha"))) {
-    throw InputError("--out '" + a.out +
-                     "': use .png (2D label image) or .nii.gz/.nii/.nrrd/.mha (label map)");
-  }
-  auto img = load_image(a.image);
+  const auto format = io::segmentation_format(a.out);
+  if (format == io::SegmentationFormat::kDicomSeg)
+    throw InputError("--out '" + a.out + "': use .png (2D label image) or .nii.gz/.nii/.nrrd/.mha (label map)");
+  const auto img = load_image(a.image);
+  const auto& slices = *img.slices;
   auto predictor = a.model.load();
-  const auto& rgb = img.model_rgb;
+  const auto rgb = slices.model_image(img.slice);
   const auto t0 = Clock::now();
   const auto masks = segment::generate_masks(predictor, rgb.data.data(), rgb.height, rgb.width,
                                              a.amg, !a.quiet && !a.json);
   const double amg_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  auto labels2d = segment::masks_to_label_map(masks, rgb.height, rgb.width, a.min_object_size);
-  // Back to the slice grid (nearest), then into a label map on the image's geometry.
-  const int SH = img.rgb.height, SW = img.rgb.width;
-  std::vector<uint16_t> slice_labels(size_t(SH) * SW, 0);
-  for (int y = 0; y < SH; ++y)
-    for (int x = 0; x < SW; ++x) {
-      const int my = std::min(rgb.height - 1, static_cast<int>((y + 0.5) * rgb.height / SH));
-      const int mx = std::min(rgb.width - 1, static_cast<int>((x + 0.5) * rgb.width / SW));
-      slice_labels[size_t(y) * SW + x] = labels2d[size_t(my) * rgb.width + mx];
-    }
-  uint16_t n = 0;
-  for (auto v : slice_labels) n = std::max(n, v);
-  io::LabelMap labels(img.volume.geometry());
-  if (ends(".png") && img.is_volume()) {
-    io::LabelMap slice_map(img.slice.image.geometry());
-    std::copy(slice_labels.begin(), slice_labels.end(), slice_map.data());
-    io::write_label_map(a.out, slice_map);
+  // Model grid -> a label map on the image's geometry (VolumeSlices maps the grids).
+  const auto labels = slices.label_map(
+      {{img.slice, segment::masks_to_label_map(masks, rgb.height, rgb.width, a.min_object_size)}});
+  const auto slice_map = slices.slice_labels(labels, img.slice);
+  const int SH = static_cast<int>(slice_map.size()[1]), SW = static_cast<int>(slice_map.size()[0]);
+  const uint16_t n = labels.max_label();
+  if (format == io::SegmentationFormat::kPng && img.is_volume()) {  // the slice's labels
+    io::write_segmentation(a.out, slice_map, slices.slice(img.slice).image, a.image.path);
   } else {
-    for (uint16_t l = 1; l <= n; ++l) {
-      io::Mask2D m{SH, SW, std::vector<uint8_t>(slice_labels.size())};
-      for (size_t i = 0; i < slice_labels.size(); ++i) m.data[i] = slice_labels[i] == l;
-      io::paste_slice(labels, img.slice.placement, m, l, /*replace=*/false);
-    }
-    io::write_label_map(a.out, labels);
+    io::write_segmentation(a.out, labels, *img.volume, a.image.path);
   }
   if (!a.overlay.empty()) {
-    std::vector<uint8_t> any(slice_labels.size());
-    for (size_t i = 0; i < any.size(); ++i) any[i] = slice_labels[i] != 0;
-    write_overlay_png(a.overlay, img.rgb, any, {});
+    std::vector<uint8_t> any(static_cast<size_t>(slice_map.num_voxels()));
+    for (size_t i = 0; i < any.size(); ++i) any[i] = slice_map.data()[i] != 0;
+    write_overlay_png(a.overlay, slices.slice_image(img.slice), any, {});
   }
   const double total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
   if (a.json) {

@@ -30,18 +30,18 @@ struct EmbedArgs {
 
 void run_embed_npy(const EmbedArgs& a) {
   using Clock = std::chrono::steady_clock;
-  auto img = load_image(a.image);
+  const auto img = load_image(a.image);
+  const auto rgb = img.slices->model_image(img.slice);
   auto predictor = a.model.load();
   const auto t0 = Clock::now();
-  const auto emb =
-      predictor.encode(img.model_rgb.data.data(), img.model_rgb.height, img.model_rgb.width, 3);
+  const auto emb = predictor.encode(rgb.data.data(), rgb.height, rgb.width, 3);
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   const auto arr = emb.to_npy();
   write_npy(a.out, arr);
   if (a.json) {
     nlohmann::json j{{"out", a.out},
                      {"shape", arr.shape},
-                     {"original_size", {img.model_rgb.height, img.model_rgb.width}},
+                     {"original_size", {rgb.height, rgb.width}},
                      {"input_size", {emb.input_size().height, emb.input_size().width}},
                      {"timings_ms", {{"encode", ms}}}};
     std::cout << j.dump() << std::endl;

@@ -31,14 +31,6 @@ struct PropagateArgs {
   bool quiet = false, json = false;
 };
 
-bool is_label_map_path(const std::string& p) {
-  for (const char* ext : {".nii", ".nii.gz", ".nrrd", ".mha", ".dcm"}) {
-    const std::string e = ext;
-    if (p.size() >= e.size() && p.compare(p.size() - e.size(), e.size(), e) == 0) return true;
-  }
-  return false;
-}
-
 void run_propagate(const PropagateArgs& a) {
   const auto t_start = Clock::now();
   nlohmann::json timings;
@@ -47,7 +39,14 @@ void run_propagate(const PropagateArgs& a) {
   if (!a.box.empty()) prompt.box = parse_box(a.box);
   if (prompt.empty())
     throw InputError("no prompt given: pass --box X0,Y0,X1,Y1 and/or --point X,Y,LABEL");
-  if (!is_label_map_path(a.out))
+  const bool label_map_out = [&] {
+    try {
+      return io::segmentation_format(a.out) != io::SegmentationFormat::kPng;
+    } catch (const InputError&) {
+      return false;
+    }
+  }();
+  if (!label_map_out)
     throw InputError("--out '" + a.out + "': use .nii.gz, .nii, .nrrd, .mha or .dcm");
   if (a.label < 1 || a.label > 65535) throw InputError("--label must be in 1..65535");
   segment::PropagationOptions opt;
@@ -97,22 +96,10 @@ void run_propagate(const PropagateArgs& a) {
     bar.finish();
     timings["propagate"] = ms_since(t0);
     io::LabelMap labels(volume.geometry());
-    for (int z = r.z_min; z <= r.z_max; ++z) {
-      const auto m = slices.mask_to_slice(masks[z]);
-      io::Mask2D m2{m.height, m.width, m.data};
-      io::paste_slice(labels, slices.placement(z), m2, static_cast<uint16_t>(a.label));
-    }
+    for (int z = r.z_min; z <= r.z_max; ++z)
+      slices.paste(labels, z, masks[z], static_cast<uint16_t>(a.label), /*replace=*/true);
     t0 = Clock::now();
-    const std::string lower = [&] {
-      std::string s = a.out;
-      for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return s;
-    }();
-    if (lower.size() > 4 && lower.substr(lower.size() - 4) == ".dcm") {
-      write_dicom_seg_output(a.out, a.volume, volume, labels);
-    } else {
-      io::write_label_map(a.out, labels);
-    }
+    io::write_segmentation(a.out, labels, volume, a.volume);
     timings["write"] = ms_since(t0);
     timings["total"] = ms_since(t_start);
     int decoded = static_cast<int>(r.steps.size());

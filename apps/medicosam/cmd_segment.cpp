@@ -10,7 +10,6 @@
 #include "commands.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/core/npy.hpp"
-#include "medicosam/io/dicom_seg.hpp"
 #include "medicosam/io/write.hpp"
 
 namespace medicosam::cli {
@@ -18,26 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-enum class OutputKind { kPng, kLabelMap, kDicomSeg };
-
-OutputKind output_kind(const std::string& path) {
-  const auto p = lower(path);
-  if (ends_with(p, ".png")) return OutputKind::kPng;
-  if (ends_with(p, ".dcm")) return OutputKind::kDicomSeg;
-  for (const char* ext : {".nii", ".nii.gz", ".nrrd", ".mha"})
-    if (ends_with(p, ext)) return OutputKind::kLabelMap;
-  throw InputError("--out '" + path + "': unsupported extension (use .png, .nii.gz, .nii, .nrrd, .mha or .dcm)");
-}
 
 // Low-res logits given as (L,L), (1,L,L) or (1,1,L,L) float32.
 std::vector<float> read_mask_input(const std::string& path, int low_res) {
@@ -78,18 +57,20 @@ void run_segment(const SegmentArgs& a) {
   if (prompt.points.empty() && !prompt.box && a.mask_input.empty()) {
     throw InputError("no prompt given: pass at least one --point X,Y,LABEL, a --box X0,Y0,X1,Y1 or --mask-input");
   }
-  const auto kind = output_kind(a.out);
+  const auto format = io::segmentation_format(a.out);
   if (a.label < 1 || a.label > 65535) throw InputError("--label must be in 1..65535");
 
   auto t0 = Clock::now();
-  LoadedImage img = load_image(a.image);
+  const auto img = load_image(a.image);
+  const auto& slices = *img.slices;
   timings["read_image"] = ms_since(t0);
-  if (kind == OutputKind::kDicomSeg && img.volume.format != "DICOM") {
+  if (format == io::SegmentationFormat::kDicomSeg && img.volume->format != "DICOM") {
     throw InputError("--out '" + a.out + "': a DICOM SEG needs a DICOM series as input, '" + a.image.path +
-                     "' is " + img.volume.format);
+                     "' is " + img.volume->format);
   }
-  const int H = img.model_rgb.height, W = img.model_rgb.width;
-  predict::validate_prompt(prompt, {img.rgb.height, img.rgb.width});
+  const auto model_size = slices.model_size();
+  const int H = model_size.height, W = model_size.width;
+  predict::validate_prompt(prompt, slices.slice_size());
 
   t0 = Clock::now();
   auto predictor = a.model.load();
@@ -104,36 +85,37 @@ void run_segment(const SegmentArgs& a) {
         arr, orig, predict::preprocess_shape(H, W, predictor.model().img_size)));
     timings["load_embedding"] = ms_since(t0);
   } else {
-    predictor.set_image(img.model_rgb.data.data(), H, W, 3);
+    const auto rgb = slices.model_image(img.slice);
+    predictor.set_image(rgb.data.data(), H, W, 3);
     timings["encode"] = ms_since(t0);
   }
 
   t0 = Clock::now();
-  const auto pred = predictor.predict(img.to_model(prompt), a.multimask);
+  const auto pred = predictor.predict(slices.prompt_to_model(prompt), a.multimask);
   timings["decode"] = ms_since(t0);
   const int best = a.multimask ? pred.best() : 0;
-  const auto mask = img.mask_to_slice(pred.mask(best));
-  const int SH = img.rgb.height, SW = img.rgb.width;
+  const segment::BinaryMask model_mask(H, W, pred.mask(best));
 
   t0 = Clock::now();
-  if (kind == OutputKind::kPng) {
-    write_mask_png(a.out, mask, SH, SW);
+  io::LabelMap labels(img.volume->geometry());
+  slices.paste(labels, img.slice, model_mask, static_cast<uint16_t>(a.label));
+  const auto slice_map = slices.slice_labels(labels, img.slice);
+  const int SH = static_cast<int>(slice_map.size()[1]), SW = static_cast<int>(slice_map.size()[0]);
+  std::vector<uint8_t> mask(static_cast<size_t>(slice_map.num_voxels()));
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = slice_map.data()[i] != 0;
+  if (format == io::SegmentationFormat::kPng) {  // the slice's mask, 0 / 255
+    io::SegmentationWriteOptions png;
+    png.png_mask = true;
+    io::write_segmentation(a.out, slice_map, slices.slice(img.slice).image, a.image.path, png);
   } else {
-    io::LabelMap labels(img.volume.geometry());
-    io::Mask2D m{SH, SW, mask};
-    io::paste_slice(labels, img.slice.placement, m, static_cast<uint16_t>(a.label));
-    if (kind == OutputKind::kLabelMap) {
-      io::write_label_map(a.out, labels);
-    } else {
-      write_dicom_seg_output(a.out, a.image.path, img.volume, labels);
-    }
+    io::write_segmentation(a.out, labels, *img.volume, a.image.path);
   }
   if (!a.logits_out.empty()) {
     const auto low = pred.low_res(best);
     const int L = pred.low_res_size;
     write_npy(a.logits_out, make_npy(NpyType::kFloat32, {1, 1, L, L}, low.data()));
   }
-  if (!a.overlay.empty()) write_overlay_png(a.overlay, img.rgb, mask, prompt);
+  if (!a.overlay.empty()) write_overlay_png(a.overlay, slices.slice_image(img.slice), mask, prompt);
   timings["write"] = ms_since(t0);
   timings["total"] = ms_since(t_start);
 
@@ -144,7 +126,7 @@ void run_segment(const SegmentArgs& a) {
     j["out"] = a.out;
     j["height"] = SH;
     j["width"] = SW;
-    if (img.resampled()) j["model_input_size"] = {H, W};
+    if (slices.resampled()) j["model_input_size"] = {H, W};
     j["iou_predictions"] = pred.iou_predictions;
     j["selected"] = best;
     j["mask_pixels"] = area;
@@ -158,16 +140,6 @@ void run_segment(const SegmentArgs& a) {
 }
 
 }  // namespace
-
-void write_dicom_seg_output(const std::string& out, const std::string& source_path, const io::Volume& volume,
-                            const io::LabelMap& labels) {
-  if (volume.format != "DICOM") {
-    throw InputError("--out '" + out + "': a DICOM SEG needs a DICOM series as input, '" + source_path + "' is " +
-                     volume.format);
-  }
-  const auto source = io::load_dicom_source(source_path, volume.series_uid);
-  io::write_dicom_seg(out, labels, source);
-}
 
 void register_segment(CLI::App& app) {
   auto args = std::make_shared<SegmentArgs>();

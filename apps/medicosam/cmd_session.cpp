@@ -10,9 +10,8 @@
 #include "medicosam/core/atomic_file.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/read.hpp"
-#include "medicosam/io/write.hpp"
 #include "medicosam/segment/embedding_cache.hpp"
-#include "medicosam/segment/session.hpp"
+#include "medicosam/segment/image_session.hpp"
 #include "medicosam/segment/tiling.hpp"
 
 namespace medicosam::cli {
@@ -26,59 +25,6 @@ struct SessionArgs {
   std::vector<int> tile_shape, halo;
   bool json = false, quiet = false;
 };
-
-// Writes the committed labels as a label map on the source grid.
-void export_labels(const std::string& path, const segment::Session& s,
-                   const segment::VolumeSlices& slices, const std::string& source_path) {
-  io::LabelMap labels(slices.volume().geometry());
-  const auto ms = slices.model_size();
-  for (int z = 0; z < s.num_slices(); ++z) {
-    const auto lab = s.labels(z);
-    std::map<uint16_t, bool> present;
-    for (auto v : lab)
-      if (v) present[v] = true;
-    for (const auto& [l, _] : present) {
-      segment::BinaryMask m(ms.height, ms.width);
-      for (size_t i = 0; i < lab.size(); ++i) m.data[i] = lab[i] == l;
-      const auto sm = slices.mask_to_slice(m);
-      io::paste_slice(labels, slices.placement(z), io::Mask2D{sm.height, sm.width, sm.data}, l,
-                      /*replace=*/false);
-    }
-  }
-  for (const auto& [l, name] : s.state().names) {
-    io::SegmentInfo info;
-    info.label = l;
-    info.name = name;
-    labels.segments.push_back(info);
-  }
-  const bool dcm = path.size() > 4 && path.substr(path.size() - 4) == ".dcm";
-  if (dcm) {
-    write_dicom_seg_output(path, source_path, slices.volume(), labels);
-  } else {
-    io::write_label_map(path, labels);
-  }
-}
-
-// Slice pixels -> model grid for the coordinates in an action.
-json to_model(const json& a, const segment::VolumeSlices& slices) {
-  if (!slices.resampled()) return a;
-  json b = a;
-  if (a.contains("x") && a.contains("y") && a["x"].is_number() && a["y"].is_number()) {
-    predict::Prompt p;
-    p.points = {{a["x"].get<double>(), a["y"].get<double>(), 1}};
-    const auto q = slices.prompt_to_model(p);
-    b["x"] = q.points[0].x;
-    b["y"] = q.points[0].y;
-  }
-  if (a.contains("box") && a["box"].is_array() && a["box"].size() == 4) {
-    predict::Prompt p;
-    p.box = predict::Box{a["box"][0].get<double>(), a["box"][1].get<double>(),
-                         a["box"][2].get<double>(), a["box"][3].get<double>()};
-    const auto q = slices.prompt_to_model(p);
-    b["box"] = {q.box->x0, q.box->y0, q.box->x1, q.box->y1};
-  }
-  return b;
-}
 
 void run_session(SessionArgs& a) {
   if (!a.positional.empty()) a.image = a.positional;
@@ -98,10 +44,11 @@ void run_session(SessionArgs& a) {
 
   io::ReadOptions ro;
   ro.series_uid = a.series;
-  const auto volume = io::read_image(a.image, ro);
+  const auto volume = std::make_shared<const io::Volume>(io::read_image(a.image, ro));
   const auto norm =
       a.normalize.empty() ? io::Normalization{} : io::parse_normalization(a.normalize);
-  segment::VolumeSlices slices(volume, io::parse_axis(a.axis), norm);
+  auto slices_ptr = std::make_shared<segment::VolumeSlices>(volume, io::parse_axis(a.axis), norm);
+  auto& slices = *slices_ptr;
   auto predictor = std::make_shared<predict::SamPredictor>(a.model.load());
 
   std::unique_ptr<segment::EmbeddingCache> cache;
@@ -109,7 +56,7 @@ void run_session(SessionArgs& a) {
   segment::SamImageSegmenter image_segmenter(predictor);
   std::unique_ptr<segment::TiledImageSegmenter> tiled;
   if (!a.tile_shape.empty()) {  // large 2D images: prompts are routed to tiles
-    if (!volume.is_2d()) throw InputError("--tile-shape applies to 2D images");
+    if (!volume->is_2d()) throw InputError("--tile-shape applies to 2D images");
     const std::vector<int> halo = a.halo.empty() ? std::vector<int>{0, 0} : a.halo;
     tiled = std::make_unique<segment::TiledImageSegmenter>(
         predictor, predict::Size2{a.tile_shape[0], a.tile_shape[1]},
@@ -127,7 +74,11 @@ void run_session(SessionArgs& a) {
         image_segmenter, slices.count(), slices.model_size(),
         [&](int z) { return slices.model_image(z); });
   }
-  segment::Session session(*seg);
+  // `seg` and what it refers to outlive the session: a non-owning handle.
+  segment::ImageSession image_session(
+      slices_ptr, std::shared_ptr<segment::SliceSegmenter>(seg.get(), [](segment::SliceSegmenter*) {}),
+      a.image);
+  auto& session = image_session.session();
   if (!a.resume.empty()) session.restore(a.resume);
   std::string autosave = a.autosave;
   if (autosave.empty() && !a.out.empty()) autosave = a.out + ".session.json";
@@ -137,27 +88,14 @@ void run_session(SessionArgs& a) {
     const auto& action = script[i];
     json result;
     try {
-      const std::string what = action.is_object() ? action.value("action", "") : "";
-      if (what == "export" || what == "save") {
-        if (!action.contains("path") || !action["path"].is_string())
-          throw InputError("missing \"path\"");
-        const auto path = action["path"].get<std::string>();
-        if (what == "export") {
-          export_labels(path, session, slices, a.image);
-        } else {
-          write_file_atomic(path, session.to_json().dump());
-        }
-        result = {{"action", what}, {"path", path}};
-      } else {
-        result = session.apply(to_model(action, slices));
-      }
+      result = image_session.apply(action);
     } catch (const Error& e) {
       throw InputError("--script '" + a.script + "', action " + std::to_string(i + 1) + ": " +
                        e.what());
     }
     if (a.json) std::cout << result.dump() << std::endl;
   }
-  if (!a.out.empty()) export_labels(a.out, session, slices, a.image);
+  if (!a.out.empty()) image_session.export_labels(a.out);
   if (!a.quiet && !a.json) {
     const auto counts = session.label_counts();
     std::fprintf(stderr, "%zu actions applied; %zu committed object(s)%s%s\n", script.size(),
