@@ -16,7 +16,7 @@ PKGS=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # interoperability checks in tests only (the product never needs Python)
-  python3-torch python3-numpy python3-nibabel python3-pydicom python3-opencv python3-pil python3-zarr
+  python3-torch python3-numpy python3-nibabel python3-pydicom python3-opencv python3-pil python3-zarr python3-requests
   # the optional Python module (python/, `import medicosam`)
   python3-dev pybind11-dev
 )

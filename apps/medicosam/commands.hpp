@@ -14,12 +14,9 @@ void register_segment(CLI::App& app);
 void register_propagate(CLI::App& app);
 void register_session(CLI::App& app);
 void register_amg(CLI::App& app);
+void register_serve(CLI::App& app);
 void register_eval(CLI::App& app);
 // `train` re-executes itself per rank with --nproc, so it needs the command line.
 void register_train(CLI::App& app, int argc, char** argv);
-
-// DICOM SEG output of `segment`: `labels` on the grid of the DICOM series at `source_path`.
-void write_dicom_seg_output(const std::string& out, const std::string& source_path, const io::Volume& volume,
-                            const io::LabelMap& labels);
 
 }  // namespace medicosam::cli

@@ -1,0 +1,77 @@
+// `medicosam serve`: the annotation server (MONAI Label protocol for 3D
+// Slicer / OHIF / MONAI's client, and a native session API). Parses options
+// and hands them to server::run_server.
+#include <cstdlib>
+#include <filesystem>
+
+#include "cli_common.hpp"
+#include "commands.hpp"
+#include "medicosam/core/error.hpp"
+#include "medicosam/server/requests.hpp"
+#include "medicosam/server/server.hpp"
+
+namespace medicosam::cli {
+namespace {
+
+struct ServeArgs {
+  server::ServerOptions o;
+  std::vector<std::string> models;
+  std::string memory_budget = "2G", max_upload = "2G";
+};
+
+void run_serve(ServeArgs& a) {
+  for (const auto& m : a.models) {
+    const auto eq = m.find('=');
+    if (eq == std::string::npos) {
+      std::string stem = std::filesystem::path(m).stem().string();
+      for (auto& c : stem)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+      a.o.models.push_back({stem, m});
+    } else {
+      a.o.models.push_back({m.substr(0, eq), m.substr(eq + 1)});
+    }
+  }
+  if (a.o.models.empty()) a.o.models.push_back({"medicosam", default_model_path()});
+  try {
+    a.o.memory_budget = server::parse_size(a.memory_budget, "--memory-budget");
+    a.o.max_upload = server::parse_size(a.max_upload, "--max-upload");
+    for (const auto& [name, _] : a.o.models) server::check_id(name, "--model name");
+  } catch (const server::HttpError& e) {
+    throw InputError(e.what());
+  }
+  if (a.o.api_key.empty()) {
+    if (const char* k = std::getenv("MEDICOSAM_API_KEY"); k && *k) a.o.api_key = k;
+  }
+  server::run_server(a.o);
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand(
+      "serve", "Annotation server: MONAI Label protocol (3D Slicer, OHIF) and a native session API");
+  cmd->add_option("--datastore,-d", a->o.datastore, "Folder of images; labels are kept in DIR/labels")->required();
+  cmd->add_option("--host", a->o.host, "Address to listen on (default 127.0.0.1: this machine only)");
+  cmd->add_option("--port,-p", a->o.port, "Port (default 8000; 0 = any free port, printed)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--model,-m", a->models,
+                  "Checkpoint to serve, as NAME=PATH or PATH (repeatable; default: the embedded model)");
+  cmd->add_option("--threads", a->o.threads, "CPU threads for the models (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", a->o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--api-key", a->o.api_key,
+                  "Require 'Authorization: Bearer KEY' on every request (or set MEDICOSAM_API_KEY)");
+  cmd->add_option("--max-sessions", a->o.max_sessions, "Native sessions at once (8); more get 503")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--idle-timeout", a->o.idle_timeout, "Seconds before an unused session expires (600)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--memory-budget", a->memory_budget, "Embeddings kept in RAM, e.g. 512M, 2G (2G); the rest on disk");
+  cmd->add_option("--max-upload", a->max_upload, "Largest request body accepted (2G)");
+  cmd->add_option("--workers", a->o.workers, "HTTP worker threads (8)")->check(CLI::Range(1, 256));
+  cmd->add_option("--request-timeout", a->o.request_timeout, "Seconds to read or write one request (120)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--state-dir", a->o.state_dir, "Sessions, caches and uploads (default DATASTORE/.medicosam)");
+  cmd->callback([a]() { run_serve(*a); });
+}
+
+}  // namespace medicosam::cli
