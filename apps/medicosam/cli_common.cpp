@@ -22,10 +22,14 @@ void ModelOptions::add_to(CLI::App& app, bool model_required) {
   if (model_required) opt->required();
   app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "cpu or cuda (when libtorch has CUDA)")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--precision", precision,
+                 "Image encoder: fp32 (default, the reference numerics), bf16, or auto (bf16 where the CPU "
+                 "computes it natively, else fp32)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
 }
 
 predict::SamPredictor ModelOptions::load() const {
-  return predict::SamPredictor(model.empty() ? default_model_path() : model, {threads, device});
+  return predict::SamPredictor(model.empty() ? default_model_path() : model, {threads, device, precision});
 }
 
 void ImageOptions::add_to(CLI::App& app, bool positional) {

@@ -16,11 +16,14 @@
 
 namespace medicosam::cli {
 
-// --model, --threads, --device.
+// --model, --threads, --device, --precision.
 struct ModelOptions {
   std::string model;
   int threads = 0;
   std::string device = "cpu";
+  // fp32 by default (the reference numerics every CLI test checks); auto/bf16
+  // on request. The server defaults to auto.
+  std::string precision = "fp32";
   void add_to(CLI::App& app, bool model_required = true);
   predict::SamPredictor load() const;
 };

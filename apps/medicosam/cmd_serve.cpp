@@ -59,6 +59,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--threads", a->o.threads, "CPU threads for the models (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", a->o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", a->o.precision,
+                  "Image encoder: auto (bf16 where the CPU computes it natively, else fp32), fp32, bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--api-key", a->o.api_key,
                   "Require 'Authorization: Bearer KEY' on every request (or set MEDICOSAM_API_KEY)");
   cmd->add_option("--max-sessions", a->o.max_sessions, "Native sessions at once (8); more get 503")

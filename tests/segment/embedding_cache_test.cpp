@@ -378,7 +378,7 @@ TEST(EmbeddingCache, KilledEmbeddingRunResumesWhereItStopped) {
   // Resume through the CLI; it reports what it reused.
   const auto out = tmp / "resume.json";
   const std::string cmd = std::string(cli) + " embed " + vol_path + " --cache " + dir +
-                          " --model " + kModel + " --threads 2 --json > " + out;
+                          " --model " + kModel + " --threads 2 --precision fp32 --json > " + out;
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ifstream in(out);
   const auto j = nlohmann::json::parse(in);

@@ -221,10 +221,10 @@ App::App(const ServerOptions& o) : opt_(o) {
     m->name = name;
     m->path = path;
     const auto t0 = Clock::now();
-    m->predictor = std::make_shared<predict::SamPredictor>(path, predict::PredictorOptions{opt_.threads, opt_.device});
-    spdlog::info("model '{}': {} ({} parameters, {} input) loaded in {:.0f} ms", name,
+    m->predictor = std::make_shared<predict::SamPredictor>(path, predict::PredictorOptions{opt_.threads, opt_.device, opt_.precision});
+    spdlog::info("model '{}': {} ({} parameters, {} input, encoder {}) loaded in {:.0f} ms", name,
                  m->predictor->model().architecture, m->predictor->model().parameters,
-                 m->predictor->model().img_size, ms_since(t0));
+                 m->predictor->model().img_size, m->predictor->model().precision, ms_since(t0));
     models_.push_back(m);
   }
   store_ = std::make_unique<EmbeddingStore>(opt_.memory_budget, (fs::path(state_dir_) / "cache").string());

@@ -24,6 +24,7 @@ struct ServerOptions {
   std::vector<std::pair<std::string, std::string>> models;  // name, checkpoint path
   int threads = 0;  // torch threads (0 = all cores)
   std::string device = "cpu";
+  std::string precision = "auto";  // image encoder: auto | fp32 | bf16 (predict::PredictorOptions)
   std::string api_key;  // non-empty: every request needs "Authorization: Bearer KEY"
   int max_sessions = 8;
   int idle_timeout = 600;  // seconds
