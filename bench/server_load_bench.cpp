@@ -3,7 +3,11 @@
 // on cached embeddings. Prints p50 / p99 click latency, errors, and the
 // server's peak resident memory.
 //
-//   medicosam_server_load_bench [--clients 8] [--clicks 50] [--cli PATH] [--model CKPT]
+//   medicosam_server_load_bench [--clients 8] [--clicks 50] [--think-ms 0] [--cli PATH] [--model CKPT]
+//
+// --think-ms: pause between a client's clicks (0 = back to back, which only
+// measures saturation: on 2 cores 8 clients then queue behind each other;
+// 300-1000 ms is how fast a person clicks).
 //
 // Starts the server itself (free port on 127.0.0.1, temporary datastore of
 // copies of the brain MRIs in ../shared/data, named per client).
@@ -35,12 +39,13 @@ static long peak_rss_kb(pid_t pid) {
 }
 
 int main(int argc, char** argv) {
-  int clients = 8, clicks = 50;
+  int clients = 8, clicks = 50, think_ms = 0;
   std::string cli = MEDICOSAM_CLI_PATH, model;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--clients") clients = std::stoi(argv[i + 1]);
     else if (a == "--clicks") clicks = std::stoi(argv[i + 1]);
+    else if (a == "--think-ms") think_ms = std::stoi(argv[i + 1]);
     else if (a == "--cli") cli = argv[i + 1];
     else if (a == "--model") model = argv[i + 1];
     else {
@@ -58,8 +63,8 @@ int main(int argc, char** argv) {
                                    "--max-sessions", std::to_string(clients), "--workers", std::to_string(clients + 2)};
   if (!model.empty()) args.insert(args.end(), {"--model", model});
   medicosam::servertest::ServerProcess server(cli, args, (tmp / "server.log").string());
-  std::printf("server on port %d, %d clients x %d clicks, model %s\n", server.port(), clients, clicks,
-              model.empty() ? "(embedded default)" : model.c_str());
+  std::printf("server on port %d, %d clients x %d clicks, %d ms between clicks, model %s\n", server.port(), clients,
+              clicks, think_ms, model.empty() ? "(embedded default)" : model.c_str());
 
   std::mutex m;
   std::vector<double> latencies, singles;
@@ -79,6 +84,7 @@ int main(int argc, char** argv) {
     r = cl.Post("/api/point", h, json{{"voxel", {nx / 2, ny / 2, k}}}.dump(), "application/json");
     if (!r || r->status != 200) return void(++errors);
     for (int i = 0; i < n_clicks; ++i) {
+      if (think_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(think_ms));
       const int64_t x = nx / 4 + (i * 7) % (nx / 2), y = ny / 4 + (i * 11) % (ny / 2);
       const auto t0 = Clock::now();
       r = cl.Post("/api/point", h, json{{"voxel", {x, y, k}}, {"positive", i % 3 != 2}}.dump(), "application/json");
