@@ -17,6 +17,11 @@ std::string sha1_hex(const std::string& s) {
   return h.hex_digest();
 }
 
+std::string entry_key(const std::string& model, const std::string& image_key, io::Axis axis,
+                      const io::Normalization& norm) {
+  return model + "|" + image_key + "|" + io::axis_name(axis) + "|" + io::to_string(norm);
+}
+
 uint64_t embedding_bytes(const predict::Embedding& e) {
   uint64_t n = 4;
   for (auto d : e.shape()) n *= static_cast<uint64_t>(d);
@@ -108,8 +113,7 @@ void EmbeddingStore::stop() {
 std::shared_ptr<SliceEmbeddings> EmbeddingStore::open(const std::shared_ptr<Model>& model,
                                                       const std::string& image_key,
                                                       std::shared_ptr<segment::VolumeSlices> slices) {
-  const std::string key = model->name + "|" + image_key + "|" + io::axis_name(slices->axis()) + "|" +
-                          io::to_string(slices->normalization());
+  const std::string key = entry_key(model->name, image_key, slices->axis(), slices->normalization());
   {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto it = entries_.find(key);
@@ -144,6 +148,13 @@ std::shared_ptr<SliceEmbeddings> EmbeddingStore::open(const std::shared_ptr<Mode
   }
   wake(e.get());
   return e;
+}
+
+std::shared_ptr<SliceEmbeddings> EmbeddingStore::find(const Model& model, const std::string& image_key,
+                                                      io::Axis axis, const io::Normalization& norm) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = entries_.find(entry_key(model.name, image_key, axis, norm));
+  return it == entries_.end() ? nullptr : it->second;
 }
 
 void EmbeddingStore::forget(const std::string& image_key) {

@@ -93,6 +93,9 @@ class EmbeddingStore {
   // `model`; the same object for the same key. Starts background encoding.
   std::shared_ptr<SliceEmbeddings> open(const std::shared_ptr<Model>& model, const std::string& image_key,
                                         std::shared_ptr<segment::VolumeSlices> slices);
+  // The open entry for these, or null.
+  std::shared_ptr<SliceEmbeddings> find(const Model& model, const std::string& image_key, io::Axis axis,
+                                        const io::Normalization& normalization) const;
   // Forgets the entries of an image (its file changed or was deleted).
   void forget(const std::string& image_key);
 

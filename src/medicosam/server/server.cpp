@@ -175,8 +175,11 @@ class App {
   std::shared_ptr<SliceEmbeddings> embeddings(const std::shared_ptr<Model>& model, const ImageRef& ref,
                                               io::Axis axis, const io::Normalization& norm);
   std::shared_ptr<Model> model(const std::string& name) const;
+  // The bytes of `labels` written as `ext` (through a temporary file): a DICOM
+  // SEG when `source` is given, else a label map (uint16 when asked, else the
+  // smallest type that holds the labels).
   std::string write_temp(const io::LabelMap& labels, const std::string& ext, const io::Volume* source = nullptr,
-                         const std::string& source_path = "");
+                         const std::string& source_path = "", bool uint16 = false);
 
   // MONAI Label
   json info() const;
@@ -314,18 +317,18 @@ std::shared_ptr<const io::Volume> App::volume(const ImageRef& ref) {
 
 std::shared_ptr<SliceEmbeddings> App::embeddings(const std::shared_ptr<Model>& m, const ImageRef& ref, io::Axis axis,
                                                  const io::Normalization& norm) {
-  auto slices = std::make_shared<segment::VolumeSlices>(volume(ref), axis, norm);
-  return store_->open(m, ref.key, slices);
+  if (auto e = store_->find(*m, ref.key, axis, norm)) return e;
+  return store_->open(m, ref.key, std::make_shared<segment::VolumeSlices>(volume(ref), axis, norm));
 }
 
 std::string App::write_temp(const io::LabelMap& labels, const std::string& ext, const io::Volume* source,
-                            const std::string& source_path) {
+                            const std::string& source_path, bool uint16) {
   const auto path = (fs::path(state_dir_) / "tmp" / ("result-" + random_hex(16) + ext)).string();
   if (source) {
     io::write_segmentation(path, labels, *source, source_path);
   } else {
     io::LabelWriteOptions o;
-    o.type = labels.max_label() <= 255 ? io::LabelWriteOptions::Type::kUInt8 : io::LabelWriteOptions::Type::kUInt16;
+    if (uint16) o.type = io::LabelWriteOptions::Type::kUInt16;
     io::write_label_map(path, labels, o);
   }
   std::string bytes = read_file(path);
@@ -534,18 +537,7 @@ void App::infer(const Request& req, Response& res, const std::string& name) {
     return reply_file(res, write_temp(labels, ".dcm", vol.get(), ref.path), "application/dicom", "result.dcm");
   }
   const std::string ext = params.result_extension == ".seg.nrrd" ? ".nrrd" : params.result_extension;
-  io::LabelMap out = labels;
-  std::string bytes;
-  if (params.result_dtype == "uint16") {
-    const auto path = (fs::path(state_dir_) / "tmp" / ("result-" + random_hex(16) + ext)).string();
-    io::LabelWriteOptions o;
-    o.type = io::LabelWriteOptions::Type::kUInt16;
-    io::write_label_map(path, out, o);
-    bytes = read_file(path);
-    fs::remove(path);
-  } else {
-    bytes = write_temp(out, ext);
-  }
+  auto bytes = write_temp(labels, ext, nullptr, "", params.result_dtype == "uint16");
   const std::string filename = "result" + params.result_extension;
   if (output == "image") return reply_file(res, std::move(bytes), "application/octet-stream", filename);
   reply_multipart(res, result, bytes, filename);
