@@ -8,6 +8,7 @@
 #include "medicosam/core/atomic_file.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/read.hpp"
+#include "medicosam/io/write.hpp"
 #include "medicosam/server/requests.hpp"
 
 namespace medicosam::server {
@@ -56,6 +57,8 @@ Datastore::Datastore(std::string root) : root_(std::move(root)) {
   fs::create_directories(fs::path(root_) / ".medicosam" / "info", ec);
   if (ec) throw IoError("cannot create folders in the datastore '" + root_ + "': " + ec.message());
 }
+
+std::string Datastore::description() const { return "folder " + root_; }
 
 std::optional<std::string> Datastore::find_image(const std::string& id) const {
   check_id(id, "image id");
@@ -133,7 +136,7 @@ void Datastore::delete_image(const std::string& id) {
   } else {
     fs::remove(p, ec);
   }
-  for (const auto& tag : label_tags(id)) fs::remove(label_path(id, tag), ec);
+  for (const auto& tag : local_label_tags(id)) fs::remove(label_path(id, tag), ec);
   fs::remove(info_path(id + ".json"), ec);
 }
 
@@ -143,7 +146,9 @@ std::string Datastore::label_path(const std::string& id, const std::string& tag)
   return (fs::path(root_) / "labels" / tag / (id + ".nii.gz")).string();
 }
 
-std::vector<std::string> Datastore::label_tags(const std::string& id) const {
+std::vector<std::string> Datastore::label_tags(const std::string& id) const { return local_label_tags(id); }
+
+std::vector<std::string> Datastore::local_label_tags(const std::string& id) const {
   check_id(id, "image id");
   std::vector<std::string> tags;
   std::error_code ec;
@@ -156,12 +161,14 @@ std::vector<std::string> Datastore::label_tags(const std::string& id) const {
   return tags;
 }
 
-bool Datastore::has_label(const std::string& id, const std::string& tag) const {
+bool Datastore::has_label(const std::string& id, const std::string& tag) const { return has_local_label(id, tag); }
+
+bool Datastore::has_local_label(const std::string& id, const std::string& tag) const {
   return exists_no_link(label_path(id, tag));
 }
 
 void Datastore::delete_label(const std::string& id, const std::string& tag) {
-  if (!has_label(id, tag)) throw HttpError(404, "image '" + id + "' has no label '" + tag + "'");
+  if (!has_local_label(id, tag)) throw HttpError(404, "image '" + id + "' has no label '" + tag + "' here");
   std::error_code ec;
   fs::remove(label_path(id, tag), ec);
   fs::remove(info_path(id + "." + tag + ".label.json"), ec);
@@ -193,7 +200,7 @@ json Datastore::image_info(const std::string& id) const {
 }
 
 void Datastore::set_image_info(const std::string& id, const json& info) {
-  image_path(id);
+  if (!has_image(id)) throw HttpError(404, "no image '" + id + "' in the datastore");
   if (!info.is_object()) throw HttpError(400, "image info must be a JSON object");
   std::lock_guard<std::mutex> lock(mutex_);
   json merged = read_info(id + ".json");
@@ -217,6 +224,16 @@ void Datastore::set_label_info(const std::string& id, const std::string& tag, co
   json merged = read_info(id + "." + tag + ".label.json");
   merged.update(info);
   write_file_atomic(info_path(id + "." + tag + ".label.json"), merged.dump(2));
+}
+
+void Datastore::save_label(const std::string& id, const std::string& tag, const io::LabelMap& labels,
+                           const io::Volume& source, const json& info) {
+  (void)source;
+  const auto path = label_path(id, tag);
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  io::write_label_map(path, labels);
+  set_label_info(id, tag, info);
 }
 
 std::vector<std::string> Datastore::unlabeled(const std::string& tag) const {

@@ -210,9 +210,17 @@ class App {
 };
 
 App::App(const ServerOptions& o) : opt_(o) {
-  if (opt_.datastore.empty()) throw InputError("serve: --datastore DIR is required");
-  ds_ = std::make_unique<Datastore>(opt_.datastore);
-  state_dir_ = opt_.state_dir.empty() ? (fs::path(ds_->root()) / ".medicosam").string() : opt_.state_dir;
+  if (opt_.datastore.empty() == opt_.studies.url.empty())
+    throw InputError("serve: give either --datastore DIR (a folder of images) or --studies URL (a DICOMweb PACS)");
+  if (!opt_.studies.url.empty()) {
+    state_dir_ = opt_.state_dir.empty() ? default_studies_state_dir() : opt_.state_dir;
+    auto studies = opt_.studies;
+    if (studies.cache_dir.empty()) studies.cache_dir = default_studies_cache_dir(state_dir_, studies.url);
+    ds_ = std::make_unique<DicomWebDatastore>(std::move(studies));
+  } else {
+    ds_ = std::make_unique<Datastore>(opt_.datastore);
+    state_dir_ = opt_.state_dir.empty() ? (fs::path(ds_->root()) / ".medicosam").string() : opt_.state_dir;
+  }
   fs::create_directories(fs::path(state_dir_) / "tmp");
   fs::create_directories(fs::path(state_dir_) / "uploads");
   if (opt_.models.empty()) throw InputError("serve: no model");
@@ -609,12 +617,10 @@ void App::put_label(const Request& req, Response& res) {
       labels.segments.push_back(s);
     }
   }
-  fs::create_directories(fs::path(ds_->label_path(id, tag)).parent_path());
-  io::write_label_map(ds_->label_path(id, tag), labels);
   json info = params;
   info["label_counts"] = json::object();
   for (auto l : labels.labels_present()) info["label_counts"][std::to_string(l)] = labels.count(l);
-  ds_->set_label_info(id, tag, info);
+  ds_->save_label(id, tag, labels, *vol, info);  // DICOMweb: also a DICOM SEG on the PACS
   spdlog::info("datastore: label '{}' of '{}' saved", tag, id);
   reply_json(res, {{"image", id}, {"label", id}, {"tag", tag}});
 }
@@ -857,6 +863,7 @@ void App::install(httplib::Server& svr) {
   svr.Get(R"(/auth/token/valid/?)", wrap([](const Request&, Response& res) { reply_json(res, {{"valid", true}}); }));
   svr.Get(R"(/api/healthz/?)", wrap([](const Request&, Response& res) { reply_json(res, {{"ok", true}}); }, false));
   svr.Get("/", wrap([this](const Request&, Response& res) {
+            if (!opt_.web_dir.empty()) return res.set_redirect("/ui/");
             res.set_content(std::string("medicosam ") + kVersion +
                                 " annotation server. MONAI Label clients: use this URL. Native API: /api/ (docs/server.md).\n",
                             "text/plain");
@@ -1062,6 +1069,19 @@ void App::install(httplib::Server& svr) {
             s->shown = s->image->display_labels();
             reply_file(res, write_temp(s->shown, ".nii.gz"), "application/octet-stream", "labels.nii.gz");
           }));
+  svr.Get(R"(/api/image/?)", wrap([this](const Request& req, Response& res) {  // the image itself, for a viewer
+            auto s = lease(req);
+            std::lock_guard<std::mutex> lock(s->mutex);
+            attach(*s);
+            // NIfTI on the exact voxel grid of the region updates (voxel [i,j,k] = file index),
+            // whatever the source format (DICOM series, NRRD, PNG...): one format for every viewer.
+            const auto path = (fs::path(state_dir_) / "tmp" / ("image-" + random_hex(16) + ".nii.gz")).string();
+            io::write_image(path, s->embeddings->slices().volume());
+            std::string bytes = read_file(path);
+            std::error_code ec;
+            fs::remove(path, ec);
+            reply_file(res, std::move(bytes), "application/octet-stream", "image.nii.gz");
+          }));
   svr.Get(R"(/api/export/?)", wrap([this](const Request& req, Response& res) {
             auto s = lease(req);
             std::lock_guard<std::mutex> lock(s->mutex);
@@ -1085,11 +1105,10 @@ void App::install(httplib::Server& svr) {
              const auto id = s->meta.value("image", "");
              if (id.empty()) throw HttpError(400, "this session's image was uploaded, not from the datastore: use /api/export");
              const auto labels = s->image->committed_labels();
-             fs::create_directories(fs::path(ds_->label_path(id, tag)).parent_path());
-             io::write_label_map(ds_->label_path(id, tag), labels);
              json names = json::array();
              for (const auto& seg : labels.segments) names.push_back({{"idx", seg.label}, {"name", seg.name}});
-             ds_->set_label_info(id, tag, {{"label_info", names}, {"source", "medicosam session"}});
+             ds_->save_label(id, tag, labels, s->embeddings->slices().volume(),
+                             {{"label_info", names}, {"source", "medicosam session"}});
              reply_json(res, {{"image", id}, {"tag", tag}, {"objects", labels.labels_present().size()}});
            }));
 
@@ -1152,6 +1171,13 @@ void run_server(const ServerOptions& options) {
                  req.remote_addr);
   });
   app.install(svr);
+  if (!options.web_dir.empty()) {
+    const auto index = std::filesystem::path(options.web_dir) / "index.html";
+    if (!std::filesystem::is_regular_file(index) || !svr.set_mount_point("/ui/", options.web_dir))
+      throw InputError("serve: no web UI in " + options.web_dir + " (index.html missing; build the 'web' target)");
+    // Static files need no key: they hold no data, and the page asks for the key itself.
+    svr.set_file_request_handler([](const Request&, Response& res) { res.set_header("Cache-Control", "no-cache"); });
+  }
 
   int port = options.port;
   if (port == 0) {
@@ -1162,7 +1188,8 @@ void run_server(const ServerOptions& options) {
                      " (in use, or not an address of this machine)");
   }
   const std::string url = "http://" + options.host + ":" + std::to_string(port);
-  spdlog::info("listening on {} (datastore {}, {} model(s), auth {})", url, options.datastore, options.models.size(),
+  spdlog::info("listening on {} (datastore {}, {} model(s), auth {})", url,
+               options.studies.url.empty() ? options.datastore : options.studies.url, options.models.size(),
                options.api_key.empty() ? "off" : "on");
   if (options.on_listening) {
     options.on_listening(url);

@@ -15,10 +15,15 @@
 #include <utility>
 #include <vector>
 
+#include "medicosam/server/dicomweb.hpp"
+
 namespace medicosam::server {
 
 struct ServerOptions {
   std::string datastore;  // folder of images (labels kept in DATASTORE/labels)
+  // Or a PACS: studies.url non-empty = the DICOMweb datastore (an empty
+  // studies.cache_dir = STATE/dicomweb/<hash of the URL>). Exactly one of the two.
+  DicomWebOptions studies;
   std::string host = "127.0.0.1";
   int port = 8000;  // 0 = any free port (printed when listening)
   std::vector<std::pair<std::string, std::string>> models;  // name, checkpoint path
@@ -32,7 +37,8 @@ struct ServerOptions {
   uint64_t max_upload = uint64_t{2} << 30;     // request bodies larger than this are refused (413)
   int workers = 8;          // HTTP worker threads
   int request_timeout = 120;  // seconds to read / write a request
-  std::string state_dir;  // sessions, caches, uploads (default DATASTORE/.medicosam)
+  std::string state_dir;  // sessions, caches, uploads (default DATASTORE/.medicosam; --studies: ~/.cache/medicosam/serve)
+  std::string web_dir;  // the built web UI (index.html, app.js) served at /ui/; empty = no UI
   // Called once the server listens (with the bound port); default prints a line on stdout.
   std::function<void(const std::string& url)> on_listening;
 };
