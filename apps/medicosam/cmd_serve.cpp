@@ -1,6 +1,7 @@
 // `medicosam serve`: the annotation server (MONAI Label protocol for 3D
 // Slicer / OHIF / MONAI's client, and a native session API). Parses options
 // and hands them to server::run_server.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -17,9 +18,33 @@ struct ServeArgs {
   server::ServerOptions o;
   std::vector<std::string> models;
   std::string memory_budget = "2G", max_upload = "2G";
+  std::string studies_password_file, studies_token_file;
 };
 
+// A password or token from a file (first line, trailing whitespace dropped):
+// secrets never go on the command line, where `ps` shows them.
+std::string read_secret(const std::string& path, const std::string& option) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw InputError(option + " '" + path + "': cannot read the file");
+  std::string s;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && s.size() < 65536) s.append(buf, n);
+  std::fclose(f);
+  const auto nl = s.find_first_of("\r\n");
+  if (nl != std::string::npos) s.resize(nl);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  if (s.empty()) throw InputError(option + " '" + path + "': the file is empty");
+  return s;
+}
+
 void run_serve(ServeArgs& a) {
+  if (a.o.datastore.empty() == a.o.studies.url.empty())
+    throw InputError("serve: give either --datastore DIR (a folder of images) or --studies URL (a DICOMweb PACS)");
+  if (!a.studies_password_file.empty()) a.o.studies.password = read_secret(a.studies_password_file, "--studies-password-file");
+  if (!a.studies_token_file.empty()) a.o.studies.token = read_secret(a.studies_token_file, "--studies-token-file");
+  if (a.o.studies.user.empty() != a.studies_password_file.empty())
+    throw InputError("serve: --studies-user and --studies-password-file go together");
   for (const auto& m : a.models) {
     const auto eq = m.find('=');
     if (eq == std::string::npos) {
@@ -51,7 +76,26 @@ void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand(
       "serve", "Annotation server: MONAI Label protocol (3D Slicer, OHIF) and a native session API");
-  cmd->add_option("--datastore,-d", a->o.datastore, "Folder of images; labels are kept in DIR/labels")->required();
+  auto* ds = cmd->add_option("--datastore,-d", a->o.datastore,
+                             "Folder of images; labels are kept in DIR/labels (or --studies)");
+  auto* studies = cmd->add_option("--studies", a->o.studies.url,
+                                  "DICOMweb root of a PACS, e.g. http://127.0.0.1:8042/dicom-web (instead of --datastore)");
+  ds->excludes(studies);
+  studies->excludes(ds);
+  cmd->add_option("--studies-filter", a->o.studies.filters,
+                  "QIDO-RS series query, e.g. 'Modality=CT&StudyDate=20240101-' (repeatable, results merged; "
+                  "default: Modality=CT and Modality=MR)");
+  cmd->add_option("--studies-user", a->o.studies.user, "PACS user (HTTP basic auth; password from --studies-password-file)");
+  cmd->add_option("--studies-password-file", a->studies_password_file, "File holding the PACS password")
+      ->check(CLI::ExistingFile);
+  auto* token = cmd->add_option("--studies-token-file", a->studies_token_file, "File holding a bearer token for the PACS")
+                    ->check(CLI::ExistingFile);
+  token->excludes("--studies-user");
+  cmd->add_option("--studies-cache", a->o.studies.cache_dir,
+                  "Where fetched series and label copies are kept (default STATE_DIR/dicomweb/<hash of the URL>)");
+  cmd->add_option("--studies-timeout", a->o.studies.timeout_seconds,
+                  "Seconds to wait for the PACS to connect or send data (60); then 504")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--host", a->o.host, "Address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--port,-p", a->o.port, "Port (default 8000; 0 = any free port, printed)")->check(CLI::Range(0, 65535));
   cmd->add_option("--model,-m", a->models,
@@ -73,7 +117,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--workers", a->o.workers, "HTTP worker threads (8)")->check(CLI::Range(1, 256));
   cmd->add_option("--request-timeout", a->o.request_timeout, "Seconds to read or write one request (120)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--state-dir", a->o.state_dir, "Sessions, caches and uploads (default DATASTORE/.medicosam)");
+  cmd->add_option("--state-dir", a->o.state_dir,
+                  "Sessions, caches and uploads (default DATASTORE/.medicosam; with --studies ~/.cache/medicosam/serve)");
   cmd->callback([a]() { run_serve(*a); });
 }
 
