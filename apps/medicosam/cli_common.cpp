@@ -168,4 +168,16 @@ std::string default_model_path() {
                    "); set MEDICOSAM_MODEL or pass --model CKPT");
 }
 
+std::string default_web_dir() {
+  if (const char* env = std::getenv("MEDICOSAM_WEB_DIR"); env && *env) return env;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) candidates.push_back(exe.parent_path() / "../share/medicosam/web");
+  candidates.push_back(fs::path(MEDICOSAM_WEB_BUILD_DIR));
+  for (const auto& c : candidates)
+    if (fs::is_regular_file(c / "index.html", ec)) return fs::weakly_canonical(c, ec).string();
+  return "";
+}
+
 }  // namespace medicosam::cli

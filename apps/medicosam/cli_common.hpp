@@ -59,5 +59,7 @@ void write_overlay_png(const std::string& path, const io::RGB8Image& image, cons
 
 // Where the embedded default model lives (MEDICOSAM_MODEL overrides).
 std::string default_model_path();
+// The built web UI folder (MEDICOSAM_WEB_DIR, else installed, else the build tree), or "" if none.
+std::string default_web_dir();
 
 }  // namespace medicosam::cli

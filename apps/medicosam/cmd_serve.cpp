@@ -18,6 +18,7 @@ struct ServeArgs {
   server::ServerOptions o;
   std::vector<std::string> models;
   std::string memory_budget = "2G", max_upload = "2G";
+  std::string web_dir;
   std::string studies_password_file, studies_token_file;
 };
 
@@ -66,6 +67,12 @@ void run_serve(ServeArgs& a) {
   }
   if (a.o.api_key.empty()) {
     if (const char* k = std::getenv("MEDICOSAM_API_KEY"); k && *k) a.o.api_key = k;
+  }
+  if (a.web_dir.empty()) {
+    a.o.web_dir = default_web_dir();
+    if (a.o.web_dir.empty()) std::fprintf(stderr, "serve: the web UI is not built (build the 'web' target); serving the APIs only\n");
+  } else if (a.web_dir != "none") {
+    a.o.web_dir = a.web_dir;
   }
   server::run_server(a.o);
 }
@@ -119,6 +126,8 @@ void register_serve(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--state-dir", a->o.state_dir,
                   "Sessions, caches and uploads (default DATASTORE/.medicosam; with --studies ~/.cache/medicosam/serve)");
+  cmd->add_option("--web-dir", a->web_dir,
+                  "The web annotation UI served at /ui/ (default: the one built or installed with medicosam; none = off)");
   cmd->callback([a]() { run_serve(*a); });
 }
 

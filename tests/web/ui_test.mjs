@@ -1,0 +1,264 @@
+// The web UI in a real browser (Debian's chromium, headless, driven by
+// playwright-core) against a `medicosam serve` started here on a free port with
+// a temporary datastore holding the brain MRI (NRRD, LPS, y axis flipped: the
+// case where niivue's RAS-permuted grid differs from the file's voxel order).
+//
+//   node tests/web/ui_test.mjs MEDICOSAM_BINARY WEB_DIR SHARED_DIR ARTIFACT_DIR
+//
+// Steps: open the image from the list, click the tumour, check the voxel the
+// server received against the voxel computed here from the NRRD header, check
+// that the overlay is drawn where the label voxels are, undo, redo, box,
+// accept, save, and check the datastore. Screenshots of each step go to
+// ARTIFACT_DIR (look at them).
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, copyFileSync, readFileSync, existsSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { fileURLToPath } from "node:url";
+
+const [medicosam, webDir, sharedDir, artifacts] = process.argv.slice(2);
+if (!artifacts) {
+  console.error("usage: node ui_test.mjs MEDICOSAM WEB_DIR SHARED_DIR ARTIFACT_DIR");
+  process.exit(2);
+}
+const here = dirname(fileURLToPath(import.meta.url));
+const { chromium } = await import(join(here, "../../web/node_modules/playwright-core/index.mjs"));
+const CHROMIUM = process.env.MEDICOSAM_CHROMIUM || "/usr/bin/chromium";
+assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-deps.sh`);
+mkdirSync(artifacts, { recursive: true });
+
+const t0 = Date.now();
+const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}`);
+
+// ------------------------------------------------------------------ the case
+// NRRD: text header, blank line, data (raw or gzip). Returns {sizes, dirs, origin, data}.
+function readNrrd(path) {
+  const buf = readFileSync(path);
+  const end = buf.indexOf("\n\n");
+  const header = buf.subarray(0, end).toString("latin1");
+  const field = (k) => header.match(new RegExp("^" + k + ":\\s*(.*)$", "m"))?.[1];
+  const sizes = field("sizes").trim().split(/\s+/).map(Number);
+  const vecs = (s) => [...s.matchAll(/\(([^)]*)\)/g)].map((m) => m[1].split(",").map(Number));
+  const dirs = vecs(field("space directions"));
+  const origin = vecs(field("space origin"))[0];
+  assert.equal(field("space"), "left-posterior-superior");
+  assert.equal(field("type"), "int");
+  let body = buf.subarray(end + 2);
+  if (field("encoding") === "gzip") body = gunzipSync(body);
+  const data = new Int32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
+  return { sizes, dirs, origin, data };
+}
+const case1 = join(sharedDir, "data/mri_tumor_3d_pyradiomics/nrrd");
+const label = readNrrd(join(case1, "brain1_label.nrrd"));
+const [nx, ny, nz] = label.sizes;
+// The slice with the most tumour, and the tumour voxel nearest its centroid.
+const perSlice = new Array(nz).fill(0);
+for (let k = 0; k < nz; k++) for (let o = k * nx * ny; o < (k + 1) * nx * ny; o++) if (label.data[o]) perSlice[k]++;
+const kT = perSlice.indexOf(Math.max(...perSlice));
+let ci = 0, cj = 0, cn = 0;
+for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) if (label.data[i + nx * (j + ny * kT)]) { ci += i; cj += j; cn++; }
+ci /= cn; cj /= cn;
+let target = null, best = Infinity;
+for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
+  if (!label.data[i + nx * (j + ny * kT)]) continue;
+  const d = (i - ci) ** 2 + (j - cj) ** 2;
+  if (d < best) { best = d; target = [i, j, kT]; }
+}
+// World position of the target voxel's centre: LPS from the header, then RAS (niivue's world).
+const lps = [0, 1, 2].map((r) => label.origin[r] + target.reduce((s, v, a) => s + label.dirs[a][r] * v, 0));
+const targetRas = [-lps[0], -lps[1], lps[2]];
+log(`target voxel ${JSON.stringify(target)} (slice with ${perSlice[kT]} tumour voxels), RAS mm ${targetRas.map((v) => v.toFixed(2))}`);
+
+// ------------------------------------------------------------------ the server
+const datastore = mkdtempSync(join(tmpdir(), "medicosam-ui-"));
+copyFileSync(join(case1, "brain1_image.nrrd"), join(datastore, "brain1.nrrd"));
+const serverLog = createWriteStream(join(artifacts, "server.log"));
+const server = spawn(medicosam, ["serve", "--datastore", datastore, "--port", "0", "--host", "127.0.0.1",
+  "--web-dir", webDir, "--threads", "2"], { stdio: ["ignore", "pipe", "pipe"] });
+server.stderr.pipe(serverLog);
+const url = await new Promise((resolve, reject) => {
+  let out = "";
+  const timer = setTimeout(() => reject(new Error("the server did not start within 120 s")), 120000);
+  server.stdout.on("data", (d) => {
+    out += d;
+    const m = out.match(/listening on (http:\/\/[^\s]+)/);
+    if (m) { clearTimeout(timer); resolve(m[1]); }
+  });
+  server.on("exit", (code) => { clearTimeout(timer); reject(new Error(`the server exited (${code}); see ${artifacts}/server.log`)); });
+});
+log(`server at ${url}`);
+
+let browser, page;
+let failed = false;
+try {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // WebGL2 in headless Chromium >= 137 needs SwiftShader asked for explicitly.
+    args: ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--no-sandbox"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
+  const shot = async (name) => {
+    await page.screenshot({ path: join(artifacts, name + ".png") });
+    log(`screenshot ${name}.png`);
+  };
+
+  // Counts canvas pixels in the colour of object 1 (orange-red over grey), and
+  // whether the pixel where `mm` is drawn has that colour.
+  const overlay = (mm) => page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    nv.drawScene();
+    const gl = nv.gl;
+    const w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+    const px = new Uint8Array(w * h * 4);
+    gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    const isMask = (o) => px[o] - px[o + 2] > 60 && px[o] - px[o + 1] > 40;
+    let n = 0;
+    for (let o = 0; o < px.length; o += 4) if (isMask(o)) n++;
+    let at = null;
+    if (mm) {
+      const p = nv.frac2canvasPos(nv.mm2frac(mm));
+      if (p) at = isMask(4 * (Math.round(p[0]) + w * (h - 1 - Math.round(p[1]))));
+    }
+    return { n, at };
+  }, mm);
+  const labelVoxels = () => page.evaluate(() => {
+    const img = window.medicosam.state.labels.img;
+    let n = 0;
+    for (let i = 0; i < img.length; i++) if (img[i]) n++;
+    return n;
+  });
+
+  // 1. Open the page and the image, as a person would.
+  await page.goto(url + "/");
+  await page.waitForSelector("#images li[data-id=brain1]", { timeout: 30000 });
+  await shot("1-start");
+  await page.click("#images li[data-id=brain1]");
+  await page.waitForFunction(() => window.medicosam.state.labels && document.querySelector("#status").textContent.startsWith("brain1:"), null, { timeout: 60000 });
+  const dims = await page.evaluate(() => window.medicosam.state.dims);
+  assert.deepEqual(dims, [nx, ny, nz], "the image the page shows has the file's size");
+  // Go to the tumour's slice (the crosshair sets it) and wait for the embeddings.
+  const canvasPos = await page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.drawScene();
+    const p = nv.frac2canvasPos(nv.mm2frac(mm));
+    const dpr = nv.uiData.dpr || 1;
+    const r = nv.canvas.getBoundingClientRect();
+    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
+  }, targetRas);
+  await page.waitForFunction(() => document.querySelector("#progress-box").hidden, null, { timeout: 300000 });
+  await shot("2-opened");
+  assert.equal((await overlay()).n, 0, "no overlay before the first click");
+
+  // 2. Click the tumour: the server must receive the target voxel.
+  const req = page.waitForRequest((r) => r.url().endsWith("/api/point") && r.method() === "POST");
+  const resp = page.waitForResponse((r) => r.url().endsWith("/api/point"));
+  const tClick = Date.now();
+  await page.mouse.click(canvasPos[0], canvasPos[1]);
+  const sent = JSON.parse((await req).postData());
+  assert.deepEqual(sent, { voxel: target, positive: true }, "the click reached the server at the file's voxel");
+  assert.equal((await resp).status(), 200);
+  await page.waitForFunction(() => {
+    const img = window.medicosam.state.labels.img;
+    for (let i = 0; i < img.length; i++) if (img[i]) return true;
+    return false;
+  }, null, { timeout: 10000 });
+  log(`click -> overlay in ${Date.now() - tClick} ms (status: ${await page.textContent("#status")})`);
+  const nLabel = await labelVoxels();
+  // The page's label volume must equal what the server shows (GET /api/labels, NIfTI).
+  const cmp = await page.evaluate(async () => {
+    const { state } = window.medicosam;
+    const r = await fetch("/api/labels", { headers: { "X-Lease-Token": state.token } });
+    const ab = await new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+    const dv = new DataView(ab);
+    const type = dv.getInt16(70, true), offset = dv.getFloat32(108, true);
+    const n = state.labels.img.length;
+    const server = type === 2 ? new Uint8Array(ab, offset, n) : type === 512 ? new Uint16Array(ab.slice(offset, offset + 2 * n)) : null;
+    if (!server) return { error: "unexpected NIfTI datatype " + type };
+    let differ = 0, nonzero = 0;
+    for (let i = 0; i < n; i++) { if (server[i] !== state.labels.img[i]) differ++; if (server[i]) nonzero++; }
+    return { differ, nonzero };
+  });
+  log(`mask: ${nLabel} voxels in the page; server labels: ${JSON.stringify(cmp)}`);
+  assert.deepEqual(cmp, { differ: 0, nonzero: nLabel }, "the page's label volume equals the server's, voxel for voxel");
+  // The overlay is drawn, and where the label voxels are: pick a label voxel
+  // well inside the mask on the shown slice and look at its pixel.
+  const inside = await page.evaluate((k) => {
+    const { state } = window.medicosam;
+    const [nx, ny] = state.dims;
+    const img = state.labels.img;
+    const on = (i, j) => i >= 0 && j >= 0 && i < nx && j < ny && img[i + nx * (j + ny * k)] > 0;
+    for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
+      let all = true;
+      for (let dj = -2; dj <= 2 && all; dj++) for (let di = -2; di <= 2 && all; di++) all = on(i + di, j + dj);
+      if (all) {
+        const a = state.base.hdr.affine;
+        return [0, 1, 2].map((r) => a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3]);
+      }
+    }
+    return null;
+  }, target[2]);
+  assert.ok(inside, "the mask has an interior on the clicked slice");
+  const drawn = await overlay(inside);
+  log(`overlay: ${drawn.n} canvas pixels in the mask colour; interior voxel drawn in it: ${drawn.at}`);
+  assert.ok(drawn.n > 20, "the overlay is drawn");
+  assert.equal(drawn.at, true, "the overlay is drawn at the label voxels (voxel order right)");
+  await shot("3-click");
+
+  // 3. Undo removes it, redo brings it back.
+  await page.click("#undo");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("undo:"), null, { timeout: 10000 });
+  assert.equal(await labelVoxels(), 0, "undo empties the label volume");
+  assert.equal((await overlay()).n, 0, "undo removes the overlay");
+  await shot("4-undo");
+  await page.click("#redo");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("redo:"), null, { timeout: 10000 });
+  assert.equal(await labelVoxels(), nLabel, "redo restores the mask");
+
+  // 4. A box on the same slice (drag in box mode), then accept the object.
+  await page.click("#tool-box");
+  const half = 12;  // CSS pixels around the target
+  const boxReq = page.waitForRequest((r) => r.url().endsWith("/api/box"));
+  await page.mouse.move(canvasPos[0] - half, canvasPos[1] - half);
+  await page.mouse.down();
+  await page.mouse.move(canvasPos[0], canvasPos[1], { steps: 4 });
+  await page.mouse.move(canvasPos[0] + half, canvasPos[1] + half, { steps: 4 });
+  await page.mouse.up();
+  const box = JSON.parse((await boxReq).postData());
+  assert.equal(box.voxels[0][2], target[2], "the box lies on the shown slice");
+  assert.equal(box.voxels[1][2], target[2]);
+  for (const a of [0, 1]) {
+    const lo = Math.min(box.voxels[0][a], box.voxels[1][a]), hi = Math.max(box.voxels[0][a], box.voxels[1][a]);
+    assert.ok(lo < target[a] && target[a] < hi, `the box surrounds the target on axis ${a}: ${JSON.stringify(box.voxels)}`);
+  }
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("box:"), null, { timeout: 10000 });
+  await shot("5-box");
+  await page.click("#commit");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("commit:"), null, { timeout: 10000 });
+
+  // 5. Save: the label is in the datastore.
+  await page.click("#save");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Saved"), null, { timeout: 20000 });
+  assert.ok(existsSync(join(datastore, "labels/final/brain1.nii.gz")), "save wrote labels/final/brain1.nii.gz");
+  await page.waitForSelector("#images li[data-id=brain1] .tag", { timeout: 10000 });
+  assert.match(await page.textContent("#images li[data-id=brain1] .tag"), /labelled/);
+  await shot("6-saved");
+  assert.deepEqual(pageErrors, [], "no errors in the page");
+  log("all steps passed");
+} catch (e) {
+  failed = true;
+  console.error(e);
+  if (page) await page.screenshot({ path: join(artifacts, "failure.png") }).catch(() => {});
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  server.kill("SIGTERM");
+  await new Promise((r) => { const t = setTimeout(() => { server.kill("SIGKILL"); r(); }, 10000); server.on("exit", () => { clearTimeout(t); r(); }); });
+  rmSync(datastore, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
