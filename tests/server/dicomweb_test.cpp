@@ -63,6 +63,13 @@ class FakePacs {
   FakePacs() {
     info_ = io::list_dicom_series(kCt.string()).at(0);
     for (const auto& f : info_.files) files_.push_back(read_file(f));
+    svr_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auth_.empty() || req.get_header_value("Authorization") == auth_) return httplib::Server::HandlerResponse::Unhandled;
+      res.status = 401;
+      res.set_content("authentication required", "text/plain");
+      return httplib::Server::HandlerResponse::Handled;
+    });
     svr_.Get("/dicom-web/series", [this](const httplib::Request& req, httplib::Response& res) {
       ++qido_calls;
       json out = json::array();
@@ -87,6 +94,13 @@ class FakePacs {
     });
     svr_.Get(R"(/dicom-web/studies/([^/]+)/series/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
       ++wado_calls;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stored_ && req.matches[2] == "1.2.3.4.5") {  // the SEG as it was stored
+          res.set_content(stored_body_, stored_content_type_.c_str());
+          return;
+        }
+      }
       if (req.matches[2] != info_.series_uid) {
         res.status = 404;
         return;
@@ -126,6 +140,7 @@ class FakePacs {
         std::lock_guard<std::mutex> lock(mutex_);
         stored_ = true;
         stored_body_ = req.body;
+        stored_content_type_ = req.get_header_value("Content-Type");
       }
       res.set_content(reply.dump(), "application/dicom+json");
     });
@@ -138,6 +153,10 @@ class FakePacs {
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/dicom-web"; }
   const io::DicomSeriesInfo& series() const { return info_; }
+  void require_authorization(const std::string& header) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auth_ = header;
+  }
   std::string stored_body() {
     std::lock_guard<std::mutex> lock(mutex_);
     return stored_body_;
@@ -156,8 +175,14 @@ class FakePacs {
   int port_ = 0;
   std::mutex mutex_;
   bool stored_ = false;
-  std::string stored_body_;
+  std::string stored_body_, stored_content_type_, auth_;
 };
+
+DicomWebOptions url_only(const std::string& url) {
+  DicomWebOptions o;
+  o.url = url;
+  return o;
+}
 
 DicomWebOptions options(const std::string& url, const fs::path& cache, int timeout = 10) {
   DicomWebOptions o;
@@ -206,10 +231,10 @@ TEST(MultipartRelated, SplitsPartsAndRejectsTruncatedReplies) {
 }
 
 TEST(DicomWebClient, RefusesCredentialsInTheUrlAndOtherSchemes) {
-  EXPECT_THROW(DicomWebClient({"http://user:secret@pacs:8042/dicom-web"}), InputError);
-  EXPECT_THROW(DicomWebClient({"ftp://pacs/dicom-web"}), InputError);
-  EXPECT_THROW(DicomWebClient({"pacs:8042"}), InputError);
-  EXPECT_EQ(DicomWebClient({"http://pacs:8042/dicom-web/"}).url(), "http://pacs:8042/dicom-web");
+  EXPECT_THROW(DicomWebClient(url_only("http://user:secret@pacs:8042/dicom-web")), InputError);
+  EXPECT_THROW(DicomWebClient(url_only("ftp://pacs/dicom-web")), InputError);
+  EXPECT_THROW(DicomWebClient(url_only("pacs:8042")), InputError);
+  EXPECT_EQ(DicomWebClient(url_only("http://pacs:8042/dicom-web/")).url(), "http://pacs:8042/dicom-web");
 }
 
 TEST(DicomWebDatastore, ListsFetchesOnceAndReadsTheSeriesAsTheCliDoes) {
@@ -338,6 +363,44 @@ TEST(DicomWebDatastore, SavesFinalLabelsAsSegByStowAndKeepsNothingThePacsRefused
   DicomWebDatastore fresh(options(pacs.url(), scratch("fresh")));
   EXPECT_TRUE(fresh.has_label(uid, "final"));
   EXPECT_EQ(fresh.label_tags(uid), std::vector<std::string>{"final"});
+  // ... and serves it: the SEG fetched by WADO-RS, put on the series' grid, kept as the local copy.
+  const auto copy = fresh.label_file(uid, "final");
+  const auto fetched = io::read_label_map(copy);
+  EXPECT_EQ(fetched.size(), labels.size());
+  EXPECT_EQ(fetched.count(1), labels.count(1));
+  EXPECT_EQ(fetched.at(200, 150, 1), 1);
+  EXPECT_EQ(fresh.label_info(uid, "final")["source"], "DICOM SEG on the PACS");
+  EXPECT_EQ(http_error([&] { fresh.label_file(uid, "draft"); }).first, 404);
+}
+
+TEST(DicomWebDatastore, SendsCredentialsAndNeverShowsThem) {
+  FakePacs pacs;
+  pacs.require_authorization("Bearer s3cret-token");
+  {
+    DicomWebDatastore ds(options(pacs.url(), scratch("noauth")));
+    const auto [status, message] = http_error([&] { ds.image_ids(); });
+    EXPECT_EQ(status, 502) << message;
+    EXPECT_NE(message.find("refused our credentials"), std::string::npos) << message;
+  }
+  {
+    auto o = options(pacs.url(), scratch("token"));
+    o.token = "wrong-token";
+    DicomWebDatastore ds(o);
+    const auto [status, message] = http_error([&] { ds.image_ids(); });
+    EXPECT_EQ(status, 502) << message;
+    EXPECT_EQ(message.find("wrong-token"), std::string::npos) << message;
+  }
+  auto o = options(pacs.url(), scratch("token"));
+  o.token = "s3cret-token";
+  DicomWebDatastore ds(o);
+  EXPECT_EQ(ds.image_ids().size(), 1u);
+  EXPECT_NO_THROW(ds.image_path(pacs.series().series_uid));
+  const std::string userpass = "annotator:pa ss:word";
+  pacs.require_authorization("Basic " + base64_encode(reinterpret_cast<const uint8_t*>(userpass.data()), userpass.size()));
+  auto b = options(pacs.url(), scratch("basic"));
+  b.user = "annotator";
+  b.password = "pa ss:word";
+  EXPECT_EQ(DicomWebDatastore(b).image_ids().size(), 1u);
 }
 
 }  // namespace

@@ -273,11 +273,15 @@ TEST(Orthanc, ListClickSaveAsSegAndReadItBack) {
   write_file_atomic(nii.string(), r->body);
   EXPECT_EQ(io::read_label_map(nii.string()).count(1), pixels);
 
-  // A server started afresh (empty cache) sees the label through the PACS alone.
+  // A server started afresh (empty cache) sees and serves the label through the PACS alone.
   ServerProcess fresh(cli(), {"--studies", orthanc.dicomweb(), "--state-dir", scratch("roundtrip/state2").string(), "--threads", "1"},
                       (scratch("roundtrip/logs2") / "server.log").string());
   r = Api(fresh).get("/datastore/?output=stats");
   EXPECT_EQ(json::parse(r->body)["completed"], 1) << r->body;
+  r = Api(fresh).get("/datastore/label?image=" + uid + "&tag=final");  // the SEG, fetched and put on the grid
+  ASSERT_EQ(r->status, 200) << r->body;
+  write_file_atomic(nii.string(), r->body);
+  EXPECT_EQ(io::read_label_map(nii.string()).count(1), pixels);
   std::printf("[ timing ] whole round trip: %.1f s\n", std::chrono::duration<double>(Clock::now() - t0).count());
 }
 

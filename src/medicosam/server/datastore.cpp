@@ -167,6 +167,11 @@ bool Datastore::has_local_label(const std::string& id, const std::string& tag) c
   return exists_no_link(label_path(id, tag));
 }
 
+std::string Datastore::label_file(const std::string& id, const std::string& tag) {
+  if (!has_local_label(id, tag)) throw HttpError(404, "image '" + id + "' has no label '" + tag + "'");
+  return label_path(id, tag);
+}
+
 void Datastore::delete_label(const std::string& id, const std::string& tag) {
   if (!has_local_label(id, tag)) throw HttpError(404, "image '" + id + "' has no label '" + tag + "' here");
   std::error_code ec;

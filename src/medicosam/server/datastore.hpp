@@ -51,6 +51,9 @@ class Datastore {
   virtual bool has_label(const std::string& id, const std::string& tag) const;
   // Where the label of `id` with `tag` is (or would be): DIR/labels/tag/id.nii.gz.
   std::string label_path(const std::string& id, const std::string& tag) const;
+  // The label's file to serve: label_path, after fetching it where the
+  // datastore keeps labels elsewhere (DICOMweb: a SEG on the PACS). 404 if none.
+  virtual std::string label_file(const std::string& id, const std::string& tag);
   void delete_label(const std::string& id, const std::string& tag);
 
   virtual nlohmann::json image_info(const std::string& id) const;

@@ -16,6 +16,8 @@
 #include "medicosam/core/atomic_file.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/dicom.hpp"
+#include "medicosam/io/dicom_seg.hpp"
+#include "medicosam/io/read.hpp"
 #include "medicosam/io/write.hpp"
 #include "medicosam/server/requests.hpp"
 
@@ -478,6 +480,7 @@ std::shared_ptr<const DicomWebDatastore::Listing> DicomWebDatastore::listing(boo
       it = seg_refs_.emplace(seg.series_uid, std::move(refs)).first;
     }
     l->labelled.insert(it->second.begin(), it->second.end());
+    for (const auto& ref : it->second) l->segs_of[ref].push_back(seg);
   }
   l->at = now;
   listing_ = l;
@@ -610,13 +613,13 @@ void DicomWebDatastore::save_label(const std::string& id, const std::string& tag
   if (tag != "final") return Datastore::save_label(id, tag, labels, source, info);
   const auto series_dir = image_path(id);
   const auto tmp = (fs::path(root()) / ".medicosam" / "tmp" / ("seg-" + random_hex(16) + ".dcm")).string();
-  std::string bytes, seg_series;
+  std::string bytes, seg_series, seg_study;
   try {
     io::write_segmentation(tmp, labels, source, series_dir);
     bytes = read_file(tmp);
     try {
       const auto s = io::list_dicom_series(tmp);
-      if (!s.empty()) seg_series = s[0].series_uid;
+      if (!s.empty()) seg_series = s[0].series_uid, seg_study = s[0].study_uid;
     } catch (const Error&) {
     }
   } catch (...) {
@@ -633,13 +636,60 @@ void DicomWebDatastore::save_label(const std::string& id, const std::string& tag
   json merged = info;
   merged["dicom_seg"] = {{"stored_to", client_.url()}, {"series_uid", seg_series}, {"bytes", bytes.size()}};
   Datastore::save_label(id, tag, labels, source, merged);
+  PacsSeries seg;
+  seg.study_uid = seg_study;
+  seg.series_uid = seg_series;
+  seg.modality = "SEG";
+  remember_seg(seg, id);
+}
+
+void DicomWebDatastore::remember_seg(const PacsSeries& seg, const std::string& referenced) {
   std::lock_guard<std::mutex> lock(listing_mutex_);
-  if (!seg_series.empty()) seg_refs_[seg_series].insert(id);
+  if (!seg.series_uid.empty()) seg_refs_[seg.series_uid].insert(referenced);
   if (listing_) {
     auto l = std::make_shared<Listing>(*listing_);
-    l->labelled.insert(id);
+    l->labelled.insert(referenced);
+    if (!seg.series_uid.empty()) l->segs_of[referenced].push_back(seg);
     listing_ = l;
   }
+}
+
+std::string DicomWebDatastore::label_file(const std::string& id, const std::string& tag) {
+  check_id(id, "image id");
+  check_id(tag, "label tag");
+  if (has_local_label(id, tag)) return label_path(id, tag);
+  const auto l = listing();
+  const auto it = l->segs_of.find(id);
+  if (tag != "final" || it == l->segs_of.end() || it->second.empty())
+    throw HttpError(404, "image '" + id + "' has no label '" + tag + "'");
+  const PacsSeries seg = it->second.back();
+  const auto geometry = io::probe_image(image_path(id)).geometry;  // the SEG goes onto the series' grid
+  const auto tmp = fs::path(root()) / ".medicosam" / "tmp" / ("pacs-seg-" + random_hex(16));
+  try {
+    fs::create_directories(tmp);
+    client_.retrieve_series(seg.study_uid, seg.series_uid, tmp.string());
+    io::LabelMap labels;
+    try {
+      labels = io::read_dicom_seg((tmp / "00001.dcm").string(), geometry);
+    } catch (const FormatError& e) {
+      throw HttpError(502, "PACS " + client_.url() + ": the SEG series " + seg.series_uid + " that references " + id +
+                               " cannot be read onto its grid");
+    }
+    const auto path = label_path(id, tag);
+    fs::create_directories(fs::path(path).parent_path());
+    io::write_label_map(path, labels);
+    json names = json::array();
+    for (const auto& s : labels.segments) names.push_back({{"idx", s.label}, {"name", s.name}});
+    set_label_info(id, tag, {{"label_info", names}, {"source", "DICOM SEG on the PACS"}, {"dicom_seg", {{"series_uid", seg.series_uid}}}});
+    spdlog::info("dicomweb: label of series {} taken from SEG series {} on {}", id, seg.series_uid, client_.url());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  return label_path(id, tag);
 }
 
 json DicomWebDatastore::describe(const std::string& output) const {

@@ -108,6 +108,10 @@ class DicomWebDatastore : public Datastore {
   std::vector<std::string> label_tags(const std::string& id) const override;
   bool has_label(const std::string& id, const std::string& tag) const override;
   nlohmann::json image_info(const std::string& id) const override;
+  // A "final" label only on the PACS (a SEG saved elsewhere, or before the
+  // cache was emptied) is fetched by WADO-RS, read onto the series' grid and
+  // kept as the local copy.
+  std::string label_file(const std::string& id, const std::string& tag) override;
   // "final": DICOM SEG (our DCMTK writer, referencing the cached series) sent
   // by STOW-RS, then the local copy; other tags: the local copy only.
   void save_label(const std::string& id, const std::string& tag, const io::LabelMap& labels,
@@ -120,6 +124,7 @@ class DicomWebDatastore : public Datastore {
   struct Listing {
     std::map<std::string, PacsSeries> series;  // by SeriesInstanceUID
     std::set<std::string> labelled;            // series some SEG references
+    std::map<std::string, std::vector<PacsSeries>> segs_of;  // series -> the SEGs referencing it
     std::chrono::steady_clock::time_point at;
   };
   // The PACS's series and SEG references, refreshed when older than a few
@@ -133,6 +138,7 @@ class DicomWebDatastore : public Datastore {
   mutable std::mutex listing_mutex_;
   mutable std::shared_ptr<const Listing> listing_;
   mutable std::map<std::string, std::set<std::string>> seg_refs_;  // SEG series -> referenced series
+  void remember_seg(const PacsSeries& seg, const std::string& referenced);  // after our STOW
   mutable std::mutex fetch_mutex_;
   mutable std::map<std::string, std::shared_ptr<std::mutex>> fetching_;
 };

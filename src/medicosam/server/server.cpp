@@ -924,7 +924,7 @@ void App::install(httplib::Server& svr) {
             const auto id = param(req, "label", param(req, "image"));
             const auto tag = param(req, "tag", "final");
             if (!ds_->has_label(id, tag)) throw HttpError(404, "image '" + id + "' has no label '" + tag + "'");
-            reply_file(res, read_file(ds_->label_path(id, tag)), "application/octet-stream", id + ".nii.gz");
+            reply_file(res, read_file(ds_->label_file(id, tag)), "application/octet-stream", id + ".nii.gz");
           }));
   svr.Delete(R"(/datastore/label/?)", wrap([this](const Request& req, Response& res) {
                const auto id = param(req, "id", param(req, "label", param(req, "image")));
