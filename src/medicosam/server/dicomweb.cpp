@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <random>
 
@@ -277,7 +278,8 @@ std::vector<PacsSeries> DicomWebClient::search_series(const std::string& query) 
   const auto t0 = Clock::now();
   // Attributes that QIDO-RS does not have to return by default.
   const std::string path = prefix_ + "/series?" + query + (query.empty() ? "" : "&") +
-                           "includefield=00201209&includefield=0008103E&includefield=00200011";
+                           "includefield=00201209&includefield=0008103E&includefield=00200011&includefield=00080021&"
+                           "includefield=00080031";
   auto r = c->Get(path, {{"Accept", "application/dicom+json"}});
   if (!r) {
     const auto [st, why] = transport_failure(r.error(), seconds_since(t0), opt_.timeout_seconds);
@@ -301,6 +303,7 @@ std::vector<PacsSeries> DicomWebClient::search_series(const std::string& query) 
     s.description = dicom_string(item, "0008103E");
     s.instances = dicom_int(item, "00201209", -1);
     s.series_number = static_cast<int>(dicom_int(item, "00200011", 0));
+    s.date_time = dicom_string(item, "00080021") + dicom_string(item, "00080031");
     if (s.study_uid.empty() || s.series_uid.empty()) continue;
     out.push_back(std::move(s));
   }
@@ -465,22 +468,26 @@ std::shared_ptr<const DicomWebDatastore::Listing> DicomWebDatastore::listing(boo
       if (s.modality == "SEG" || !is_valid_id(s.series_uid)) continue;
       l->series[s.series_uid] = std::move(s);
     }
-  for (const auto& seg : client_.search_series("Modality=SEG")) {
+  for (auto seg : client_.search_series("Modality=SEG")) {
     auto it = seg_refs_.find(seg.series_uid);
-    if (it == seg_refs_.end()) {
-      std::set<std::string> refs;
+    if (it == seg_refs_.end()) {  // a SEG series does not change: its metadata is read once
+      SegRefs refs;
+      refs.date_time = seg.date_time;
       for (const auto& instance : client_.series_metadata(seg.study_uid, seg.series_uid)) {
+        const auto content = dicom_string(instance, "00080023") + dicom_string(instance, "00080033");
+        if (!content.empty()) refs.date_time = std::max(refs.date_time, content);
         const auto sq = instance.find("00081115");  // ReferencedSeriesSequence
         if (sq == instance.end() || !sq->is_object() || !sq->contains("Value") || !(*sq)["Value"].is_array()) continue;
         for (const auto& item : (*sq)["Value"]) {
           const auto uid = dicom_string(item, "0020000E");
-          if (!uid.empty()) refs.insert(uid);
+          if (!uid.empty()) refs.series.insert(uid);
         }
       }
       it = seg_refs_.emplace(seg.series_uid, std::move(refs)).first;
     }
-    l->labelled.insert(it->second.begin(), it->second.end());
-    for (const auto& ref : it->second) l->segs_of[ref].push_back(seg);
+    seg.date_time = it->second.date_time;
+    l->labelled.insert(it->second.series.begin(), it->second.series.end());
+    for (const auto& ref : it->second.series) l->segs_of[ref].push_back(seg);
   }
   l->at = now;
   listing_ = l;
@@ -640,12 +647,24 @@ void DicomWebDatastore::save_label(const std::string& id, const std::string& tag
   seg.study_uid = seg_study;
   seg.series_uid = seg_series;
   seg.modality = "SEG";
+  {  // its ContentDate + ContentTime are about now (local time, as DICOM dates are)
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%d%H%M%S", &tm);
+    seg.date_time = buf;
+  }
   remember_seg(seg, id);
 }
 
 void DicomWebDatastore::remember_seg(const PacsSeries& seg, const std::string& referenced) {
   std::lock_guard<std::mutex> lock(listing_mutex_);
-  if (!seg.series_uid.empty()) seg_refs_[seg.series_uid].insert(referenced);
+  if (!seg.series_uid.empty()) {
+    auto& refs = seg_refs_[seg.series_uid];
+    refs.series.insert(referenced);
+    refs.date_time = seg.date_time;
+  }
   if (listing_) {
     auto l = std::make_shared<Listing>(*listing_);
     l->labelled.insert(referenced);
@@ -662,7 +681,10 @@ std::string DicomWebDatastore::label_file(const std::string& id, const std::stri
   const auto it = l->segs_of.find(id);
   if (tag != "final" || it == l->segs_of.end() || it->second.empty())
     throw HttpError(404, "image '" + id + "' has no label '" + tag + "'");
-  const PacsSeries seg = it->second.back();
+  // The newest SEG (by SeriesDate/Time; among equals the last listed).
+  PacsSeries seg = it->second.front();
+  for (const auto& s : it->second)
+    if (s.date_time >= seg.date_time) seg = s;
   const auto geometry = io::probe_image(image_path(id)).geometry;  // the SEG goes onto the series' grid
   const auto tmp = fs::path(root()) / ".medicosam" / "tmp" / ("pacs-seg-" + random_hex(16));
   try {

@@ -62,6 +62,7 @@ struct PacsSeries {
   std::string study_uid, series_uid, modality, description;
   int64_t instances = -1;  // NumberOfSeriesRelatedInstances, -1 if not given
   int series_number = 0;
+  std::string date_time;  // SeriesDate + SeriesTime ("" if not given); SEGs: ContentDate + ContentTime
 };
 
 // HTTP to the PACS: QIDO-RS, WADO-RS and STOW-RS with bounded timeouts.
@@ -137,7 +138,11 @@ class DicomWebDatastore : public Datastore {
   std::vector<std::string> filters_;
   mutable std::mutex listing_mutex_;
   mutable std::shared_ptr<const Listing> listing_;
-  mutable std::map<std::string, std::set<std::string>> seg_refs_;  // SEG series -> referenced series
+  struct SegRefs {
+    std::set<std::string> series;  // the series a SEG series references
+    std::string date_time;         // its ContentDate + ContentTime
+  };
+  mutable std::map<std::string, SegRefs> seg_refs_;  // by SEG SeriesInstanceUID
   void remember_seg(const PacsSeries& seg, const std::string& referenced);  // after our STOW
   mutable std::mutex fetch_mutex_;
   mutable std::map<std::string, std::shared_ptr<std::mutex>> fetching_;
