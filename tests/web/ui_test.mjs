@@ -66,6 +66,12 @@ for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
   const d = (i - ci) ** 2 + (j - cj) ** 2;
   if (d < best) { best = d; target = [i, j, kT]; }
 }
+// The tumour's box on that slice [i0, j0, i1, j1].
+const tumourBox = [nx, ny, -1, -1];
+for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) if (label.data[i + nx * (j + ny * kT)]) {
+  tumourBox[0] = Math.min(tumourBox[0], i); tumourBox[1] = Math.min(tumourBox[1], j);
+  tumourBox[2] = Math.max(tumourBox[2], i); tumourBox[3] = Math.max(tumourBox[3], j);
+}
 // World position of the target voxel's centre: LPS from the header, then RAS (niivue's world).
 const lps = [0, 1, 2].map((r) => label.origin[r] + target.reduce((s, v, a) => s + label.dirs[a][r] * v, 0));
 const targetRas = [-lps[0], -lps[1], lps[2]];
@@ -127,6 +133,15 @@ try {
     }
     return { n, at };
   }, mm);
+  // Runs `action` and waits until the page has finished interaction `what` (region pasted, objects refreshed).
+  const done = async (what, action) => {
+    const before = await page.evaluate(() => window.medicosam.state.done?.count ?? 0);
+    await action();
+    await page.waitForFunction(([w, n]) => {
+      const d = window.medicosam.state.done;
+      return d && d.count > n && d.what === w;
+    }, [what, before], { timeout: 30000 });
+  };
   const labelVoxels = () => page.evaluate(() => {
     const img = window.medicosam.state.labels.img;
     let n = 0;
@@ -212,24 +227,59 @@ try {
   await shot("3-click");
 
   // 3. Undo removes it, redo brings it back.
-  await page.click("#undo");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("undo:"), null, { timeout: 10000 });
+  await done("undo", () => page.click("#undo"));
   assert.equal(await labelVoxels(), 0, "undo empties the label volume");
   assert.equal((await overlay()).n, 0, "undo removes the overlay");
   await shot("4-undo");
-  await page.click("#redo");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("redo:"), null, { timeout: 10000 });
+  await done("redo", () => page.click("#redo"));
   assert.equal(await labelVoxels(), nLabel, "redo restores the mask");
 
-  // 4. A box on the same slice (drag in box mode), then accept the object.
+  // 3b. The same voxel clicked in the coronal view (another RAS permutation) reaches the server unchanged.
+  await page.click("button[data-view=coronal]");
+  const coronalPos = await page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.drawScene();
+    const p = nv.frac2canvasPos(nv.mm2frac(mm));
+    const dpr = nv.uiData.dpr || 1;
+    const r = nv.canvas.getBoundingClientRect();
+    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
+  }, targetRas);
+  await page.click("#tool-neg");
+  const negReq = page.waitForRequest((r) => r.url().endsWith("/api/point"));
+  await done("point", () => page.mouse.click(coronalPos[0], coronalPos[1]));
+  assert.deepEqual(JSON.parse((await negReq).postData()), { voxel: target, positive: false }, "a coronal click maps to the same voxel");
+  await shot("4b-coronal");
+  await done("undo", () => page.click("#undo"));
+  assert.equal(await labelVoxels(), nLabel, "undoing the negative click restores the mask");
+  await page.click("button[data-view=axial]");
+  // Start the object over from a box alone: undo the first click too.
+  await done("undo", () => page.click("#undo"));
+  assert.equal(await labelVoxels(), 0);
+
+  // 4. A box around the tumour on the same slice (drag in box mode), as a person would draw it.
   await page.click("#tool-box");
-  const half = 12;  // CSS pixels around the target
+  const toCanvas = (mm) => page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    const p = nv.frac2canvasPos(nv.mm2frac(mm));
+    const dpr = nv.uiData.dpr || 1;
+    const r = nv.canvas.getBoundingClientRect();
+    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
+  }, mm);
+  const corner = (i, j) => {
+    const p = [0, 1, 2].map((r) => label.origin[r] + label.dirs[0][r] * i + label.dirs[1][r] * j + label.dirs[2][r] * kT);
+    return [-p[0], -p[1], p[2]];
+  };
+  const boxStart = await toCanvas(corner(tumourBox[0] - 3, tumourBox[1] - 3));
+  const boxEnd = await toCanvas(corner(tumourBox[2] + 3, tumourBox[3] + 3));
   const boxReq = page.waitForRequest((r) => r.url().endsWith("/api/box"));
-  await page.mouse.move(canvasPos[0] - half, canvasPos[1] - half);
-  await page.mouse.down();
-  await page.mouse.move(canvasPos[0], canvasPos[1], { steps: 4 });
-  await page.mouse.move(canvasPos[0] + half, canvasPos[1] + half, { steps: 4 });
-  await page.mouse.up();
+  await done("box", async () => {
+    await page.mouse.move(boxStart[0], boxStart[1]);
+    await page.mouse.down();
+    await page.mouse.move((boxStart[0] + boxEnd[0]) / 2, (boxStart[1] + boxEnd[1]) / 2, { steps: 4 });
+    await page.mouse.move(boxEnd[0], boxEnd[1], { steps: 4 });
+    await page.mouse.up();
+  });
   const box = JSON.parse((await boxReq).postData());
   assert.equal(box.voxels[0][2], target[2], "the box lies on the shown slice");
   assert.equal(box.voxels[1][2], target[2]);
@@ -237,10 +287,27 @@ try {
     const lo = Math.min(box.voxels[0][a], box.voxels[1][a]), hi = Math.max(box.voxels[0][a], box.voxels[1][a]);
     assert.ok(lo < target[a] && target[a] < hi, `the box surrounds the target on axis ${a}: ${JSON.stringify(box.voxels)}`);
   }
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("box:"), null, { timeout: 10000 });
   await shot("5-box");
-  await page.click("#commit");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("commit:"), null, { timeout: 10000 });
+  // Propagation fills other slices (the box projection: the default model's single point stops at once on this MRI).
+  await page.selectOption("#projection", "box");
+  const propReq = page.waitForRequest((r) => r.url().endsWith("/api/propagate"));
+  await page.click("#propagate");
+  assert.deepEqual(JSON.parse((await propReq).postData()), { projection: "box", iou_threshold: 0.5 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Propagated"), null, { timeout: 120000 });
+  const slices = await page.evaluate(() => {
+    const { state } = window.medicosam;
+    const [nx, ny, nz] = state.dims;
+    const img = state.labels.img;
+    const ks = new Set();
+    for (let o = 0; o < img.length; o++) if (img[o]) ks.add(Math.floor(o / (nx * ny)));
+    return [...ks].sort((a, b) => a - b);
+  });
+  log(`propagated: labels on slices ${slices.join(",")} (${await page.textContent("#status")})`);
+  assert.ok(slices.length > 1 && slices.includes(target[2]), "propagation labels more than the clicked slice");
+  await page.click("button[data-view=multi]");
+  await shot("5b-propagated");
+  await page.click("button[data-view=axial]");
+  await done("commit", () => page.click("#commit"));
 
   // 5. Save: the label is in the datastore.
   await page.click("#save");
@@ -249,6 +316,38 @@ try {
   await page.waitForSelector("#images li[data-id=brain1] .tag", { timeout: 10000 });
   assert.match(await page.textContent("#images li[data-id=brain1] .tag"), /labelled/);
   await shot("6-saved");
+
+  // 6. A second, named object gets its own colour.
+  await page.click("#tool-pos");
+  await page.fill("#object-name", "ventricle");
+  await page.click("#new-object button");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("New object"), null, { timeout: 10000 });
+  const other = await page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    const p = nv.frac2canvasPos(nv.mm2frac(mm));
+    const dpr = nv.uiData.dpr || 1;
+    const r = nv.canvas.getBoundingClientRect();
+    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
+  }, [targetRas[0] + 40, targetRas[1] + 10, targetRas[2]]);
+  await done("point", () => page.mouse.click(other[0], other[1]));
+  const names = await page.$$eval("#objects li", (lis) => lis.map((li) => li.textContent));
+  log(`objects: ${JSON.stringify(names)}`);
+  assert.equal(names.length, 2);
+  assert.match(names[1], /ventricle/);
+  await shot("7-two-objects");
+
+  // 7. Upload a 2D JPEG (an RGB ultrasound image) and segment it.
+  await page.setInputFiles("#upload", join(sharedDir, "data/busi/images/benign_001.jpg"));
+  await page.waitForFunction(() => /^benign_001: \d+×\d+×1 /.test(document.querySelector("#status").textContent), null, { timeout: 120000 });
+  assert.ok(existsSync(join(datastore, "benign_001.jpg")), "the upload is in the datastore");
+  await page.waitForFunction(() => document.querySelector("#progress-box").hidden, null, { timeout: 120000 });
+  const mid = await page.evaluate(() => {
+    const r = window.medicosam.nv.canvas.getBoundingClientRect();
+    return [r.left + r.width / 2, r.top + r.height / 2];
+  });
+  await done("point", () => page.mouse.click(mid[0], mid[1]));
+  assert.ok(await labelVoxels() > 0, "a click on the 2D image gives a mask");
+  await shot("8-jpeg");
   assert.deepEqual(pageErrors, [], "no errors in the page");
   log("all steps passed");
 } catch (e) {

@@ -136,7 +136,9 @@ const nv = new Niivue({
   crosshairColor: [0.23, 0.51, 0.96, 0.8],
   crosshairWidth: 1,
   dragAndDropEnabled: false,
-  isRadiologicalConvention: false,
+  // Radiological convention (patient left on screen right), as PACS viewers and Slicer show axial slices;
+  // it also shows 2D photos (identity direction = LPS) the right way round.
+  isRadiologicalConvention: true,
   multiplanarForceRender: false,
   show3Dcrosshair: false,
 });
@@ -303,6 +305,7 @@ async function interact(what, body) {
   status(`${what}: ${(t2 - t0).toFixed(0)} ms (server ${reply.latency_ms?.toFixed?.(0) ?? "?"} ms, ` +
          `round trip ${(t1 - t0).toFixed(0)} ms, drawing ${(t2 - t1).toFixed(0)} ms)`);
   await refreshObjects();
+  state.done = { what, count: (state.done?.count ?? 0) + 1 };  // interactions finished (tests wait on it)
   return reply;
 }
 
@@ -427,7 +430,9 @@ $("undo").onclick = () => run("Undo", () => interact("undo"));
 $("redo").onclick = () => run("Redo", () => interact("redo"));
 $("propagate").onclick = () => run("Propagate", async () => {
   status("Propagating through the volume…");
-  const r = await interact("propagate");
+  const threshold = Number($("iou-threshold").value);
+  if (!(threshold >= 0 && threshold <= 1)) throw new Error("the IoU threshold must be between 0 and 1");
+  const r = await interact("propagate", { projection: $("projection").value, iou_threshold: threshold });
   if (r.z_min !== undefined) status(`Propagated over slices ${r.z_min}–${r.z_max} in ${(r.latency_ms / 1000).toFixed(1)} s`);
 });
 $("commit").onclick = () => run("Done", () => interact("commit"));
