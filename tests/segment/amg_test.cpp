@@ -1,13 +1,21 @@
-// Automatic mask generation against the official Segment Anything generator
-// (fixtures/sam_parity/amg_*: the tiny random-weight SAM on img0): same number
-// of masks, the reference and our masks matched one to one with IoU >= 0.9 per
-// pair, and the same predicted IoU / stability score. Plus the building blocks.
+// Automatic mask generation against the official Segment Anything generator:
+// - fixtures/sam_parity/amg_*: the tiny random-weight SAM on img0 (no crops,
+//   no small-region removal);
+// - tests/segment/data/amg_*.json (make_amg_fixtures.py): the same model on a
+//   56x59 window of img0 with crop layers, min_mask_region_area and both, each
+//   with masks in the output.
+// Same number of masks, the reference and our masks matched one to one with
+// IoU >= 0.9 per pair, the same predicted IoU / stability score and prompt
+// point; for the data/ runs also the same bbox, crop box, area (within float
+// noise) and order. Plus the building blocks.
 #include "medicosam/segment/amg.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "medicosam/core/error.hpp"
@@ -44,35 +52,40 @@ std::vector<uint8_t> read_mask_stack(const std::string& path, size_t n, int H, i
   return out;
 }
 
-class AmgFixture : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
-  std::ifstream in(kDir + "amg_" + GetParam() + "_img0.json");
-  const auto ref = nlohmann::json::parse(in);
-  const auto& p = ref["params"];
+AmgOptions options_from(const nlohmann::json& p) {
   AmgOptions o;
   o.points_per_side = p["points_per_side"];
   o.points_per_batch = p["points_per_batch"];
   o.pred_iou_thresh = p["pred_iou_thresh"];
   o.stability_score_thresh = p["stability_score_thresh"];
-  o.stability_score_offset = p["stability_score_offset"];
-  o.box_nms_thresh = p["box_nms_thresh"];
-  o.crop_n_layers = p["crop_n_layers"];
-  o.min_mask_region_area = p["min_mask_region_area"];
-  const auto image = read_npy(kDir + ref["image"].get<std::string>());
-  const int H = static_cast<int>(image.shape[0]), W = static_cast<int>(image.shape[1]);
-  const auto masks = generate_masks(tiny_model(), image.as<uint8_t>(), H, W, o);
-  const size_t n = ref["num_masks"];
-  const auto ref_masks =
-      read_mask_stack(kDir + "extra/" + ref["masks_file"].get<std::string>(), n, H, W);
-  ASSERT_EQ(masks.size(), n);
-  const size_t hw = size_t(H) * W;
+  if (p.contains("stability_score_offset")) o.stability_score_offset = p["stability_score_offset"];
+  if (p.contains("box_nms_thresh")) o.box_nms_thresh = p["box_nms_thresh"];
+  if (p.contains("crop_n_layers")) o.crop_n_layers = p["crop_n_layers"];
+  if (p.contains("crop_nms_thresh")) o.crop_nms_thresh = p["crop_nms_thresh"];
+  if (p.contains("crop_overlap_ratio")) o.crop_overlap_ratio = p["crop_overlap_ratio"];
+  if (p.contains("crop_n_points_downscale_factor")) {
+    o.crop_n_points_downscale_factor = p["crop_n_points_downscale_factor"];
+  }
+  if (p.contains("min_mask_region_area")) o.min_mask_region_area = p["min_mask_region_area"];
+  return o;
+}
+
+// What a run is compared on; `strict` adds the whole bbox, area, crop box and
+// the output order (the data/ fixtures, made for the crop and small-region
+// paths, where those are what can go wrong).
+struct Tolerance {
+  double min_iou = 0.9;
+  bool strict = false;
+};
+
+// Matches reference and our masks one to one and checks each pair.
+void compare_with_reference(const nlohmann::json& ref, const std::vector<BinaryMask>& want,
+                            const std::vector<AmgMask>& masks, int H, int W, Tolerance tol) {
+  const size_t n = want.size();
+  ASSERT_EQ(masks.size(), n) << "number of masks";
   // One-to-one matching: every reference mask gets its own mask of ours (pairs
   // taken by descending IoU, each mask used once), so two reference masks
   // cannot both be "matched" by one of ours while another of ours matches none.
-  std::vector<BinaryMask> want(n, BinaryMask(H, W));
-  for (size_t r = 0; r < n; ++r)
-    for (size_t i = 0; i < hw; ++i) want[r].data[i] = ref_masks[r * hw + i] ? 1 : 0;
   struct Pair {
     double iou;
     size_t r, i;
@@ -90,17 +103,42 @@ TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
     match_iou[p.r] = p.iou;
     taken[p.i] = true;
   }
+  double worst = 1.0, d_iou = 0.0, d_stab = 0.0;
   for (size_t r = 0; r < n; ++r) {
     ASSERT_GE(match[r], 0) << "reference mask " << r << " has no mask of ours left to match";
-    const auto& m = masks[static_cast<size_t>(match[r])];
-    EXPECT_GE(match_iou[r], 0.9) << "reference mask " << r;
+    const size_t i = static_cast<size_t>(match[r]);
+    const auto& m = masks[i];
+    worst = std::min(worst, match_iou[r]);
+    EXPECT_GE(match_iou[r], tol.min_iou) << "reference mask " << r;
     const auto& rm = ref["masks"][r];
+    d_iou = std::max(d_iou, std::abs(m.predicted_iou - rm["predicted_iou"].get<double>()));
+    d_stab = std::max(d_stab, std::abs(m.stability_score - rm["stability_score"].get<double>()));
     EXPECT_NEAR(m.predicted_iou, rm["predicted_iou"].get<double>(), 2e-3) << r;
     EXPECT_NEAR(m.stability_score, rm["stability_score"].get<double>(), 5e-3) << r;
     EXPECT_NEAR(m.point.x, rm["point_coords"][0][0].get<double>(), 1e-9) << r;
     EXPECT_NEAR(m.point.y, rm["point_coords"][0][1].get<double>(), 1e-9) << r;
     EXPECT_EQ(m.bbox[2], rm["bbox"][2].get<int>()) << r;
+    if (tol.strict) {
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_EQ(m.bbox[k], rm["bbox"][k].get<int>()) << "mask " << r << " bbox[" << k << "]";
+      }
+      const auto& cb = rm["crop_box"];  // XYWH
+      EXPECT_EQ(m.crop_box, (std::array<int, 4>{cb[0].get<int>(), cb[1].get<int>(),
+                                                cb[0].get<int>() + cb[2].get<int>(),
+                                                cb[1].get<int>() + cb[3].get<int>()}))
+          << r;
+      EXPECT_EQ(m.area, m.mask.area()) << r;
+      const auto ref_area = rm["area"].get<int64_t>();
+      EXPECT_EQ(ref_area, want[r].area()) << r;
+      // The pixels that differ are the few whose logit is within float noise of 0.
+      EXPECT_LE(std::abs(m.area - ref_area), std::max<int64_t>(2, ref_area / 100)) << r;
+      // Same order as the official output (NMS keep order: predicted IoU,
+      // 1 / crop area, unchanged-before-changed after small-region removal).
+      EXPECT_EQ(i, r) << "reference mask " << r << " is our mask " << i;
+    }
   }
+  std::cout << "[ amg ] " << n << " masks; against the reference: min mask IoU " << worst
+            << ", max |d predicted_iou| " << d_iou << ", max |d stability| " << d_stab << "\n";
   // Label map: one id per mask that keeps pixels, consecutive.
   const auto labels = masks_to_label_map(masks, H, W);
   uint16_t top = 0;
@@ -111,8 +149,83 @@ TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
   }
 }
 
+class AmgFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AmgFixture, MatchesTheOfficialGenerator) {
+  std::ifstream in(kDir + "amg_" + GetParam() + "_img0.json");
+  const auto ref = nlohmann::json::parse(in);
+  const AmgOptions o = options_from(ref["params"]);
+  const auto image = read_npy(kDir + ref["image"].get<std::string>());
+  const int H = static_cast<int>(image.shape[0]), W = static_cast<int>(image.shape[1]);
+  const auto masks = generate_masks(tiny_model(), image.as<uint8_t>(), H, W, o);
+  const size_t n = ref["num_masks"];
+  const auto ref_masks =
+      read_mask_stack(kDir + "extra/" + ref["masks_file"].get<std::string>(), n, H, W);
+  const size_t hw = size_t(H) * W;
+  std::vector<BinaryMask> want(n, BinaryMask(H, W));
+  for (size_t r = 0; r < n; ++r)
+    for (size_t i = 0; i < hw; ++i) want[r].data[i] = ref_masks[r * hw + i] ? 1 : 0;
+  compare_with_reference(ref, want, masks, H, W, {});
+}
+
 INSTANTIATE_TEST_SUITE_P(Runs, AmgFixture,
                          ::testing::Values("default", "relaxed", "relaxed_nms07"));
+
+// The official uncompressed RLE: column-major, counts alternate 0-runs and 1-runs.
+BinaryMask mask_from_rle(const nlohmann::json& rle) {
+  const int H = rle["size"][0], W = rle["size"][1];
+  std::vector<uint8_t> col_major;
+  col_major.reserve(size_t(H) * W);
+  uint8_t value = 0;
+  for (const auto& c : rle["counts"]) {
+    col_major.insert(col_major.end(), c.get<size_t>(), value);
+    value ^= 1;
+  }
+  if (col_major.size() != size_t(H) * W) throw InputError("RLE counts do not add up to its size");
+  BinaryMask m(H, W);
+  for (int x = 0; x < W; ++x)
+    for (int y = 0; y < H; ++y) m.data[size_t(y) * W + x] = col_major[size_t(x) * H + y];
+  return m;
+}
+
+// tests/segment/data/amg_*.json (made by make_amg_fixtures.py with the official
+// generator): a window of img0, settings whose output holds masks from crop
+// layers and from min_mask_region_area's post-processing.
+class AmgCodePaths : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AmgCodePaths, MatchTheOfficialGenerator) {
+  const std::string path =
+      std::string(MEDICOSAM_SOURCE_DIR) + "/tests/segment/data/amg_" + GetParam() + ".json";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  const auto ref = nlohmann::json::parse(in);
+  const AmgOptions o = options_from(ref["params"]);
+  const auto full = read_npy(kDir + ref["image"]["file"].get<std::string>());
+  const int full_w = static_cast<int>(full.shape[1]);
+  const int r0 = ref["image"]["rows"][0], r1 = ref["image"]["rows"][1];
+  const int c0 = ref["image"]["cols"][0], c1 = ref["image"]["cols"][1];
+  const int H = r1 - r0, W = c1 - c0;
+  std::vector<uint8_t> image(size_t(H) * W * 3);
+  for (int y = 0; y < H; ++y)
+    std::copy_n(full.as<uint8_t>() + (size_t(y + r0) * full_w + c0) * 3, size_t(W) * 3,
+                image.data() + size_t(y) * W * 3);
+  const size_t n = ref["num_masks"];
+  ASSERT_GT(n, 0u) << "a code-path fixture without masks compares nothing";
+  std::vector<BinaryMask> want;
+  for (const auto& m : ref["masks"]) want.push_back(mask_from_rle(m["rle"]));
+  ASSERT_EQ(want.size(), n);
+  ASSERT_EQ(want[0].height, H);
+  ASSERT_EQ(want[0].width, W);
+  // The fixture must exercise what it is named after.
+  bool from_crop = false;
+  for (const auto& m : ref["masks"]) from_crop |= m["crop_box"][2].get<int>() != W;
+  EXPECT_EQ(from_crop, o.crop_n_layers > 0) << "masks from crop layers";
+  const auto masks = generate_masks(tiny_model(), image.data(), H, W, o);
+  compare_with_reference(ref, want, masks, H, W, {0.9, true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Data, AmgCodePaths,
+                         ::testing::Values("crops", "min_area", "crops_min_area"));
 
 TEST(Amg, PointGridAndCropBoxesFollowSam) {
   const auto g = point_grid(4);

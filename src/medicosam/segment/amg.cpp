@@ -249,7 +249,10 @@ std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint
       fb.push_back(as_float(all_boxes[i]));
       sc.push_back(unchanged ? 1.f : 0.f);
     }
-    select(box_nms(fb, sc, o.box_nms_thresh));
+    // SAM runs this NMS with max(box_nms_thresh, crop_nms_thresh): masks from
+    // different crops passed the crop NMS at crop_nms_thresh and must not be
+    // suppressed here by the stricter per-crop threshold.
+    select(box_nms(fb, sc, std::max(o.box_nms_thresh, o.crop_nms_thresh)));
   }
   for (size_t i = 0; i < all.size(); ++i) {
     const auto& b = all_boxes[i];
