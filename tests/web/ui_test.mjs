@@ -316,6 +316,20 @@ try {
   await page.waitForSelector("#images li[data-id=brain1] .tag", { timeout: 10000 });
   assert.match(await page.textContent("#images li[data-id=brain1] .tag"), /labelled/);
   await shot("6-saved");
+  // Download NIfTI: a gzip'd NIfTI-1 on the image's grid.
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-nii")]);
+  const nii = gunzipSync(readFileSync(await dl.path()));
+  assert.equal(nii.readInt32LE(0), 348, "the download is NIfTI-1");
+  assert.deepEqual([1, 2, 3].map((d) => nii.readInt16LE(40 + 2 * d)), [nx, ny, nz], "on the image's grid");
+  log(`downloaded ${dl.suggestedFilename()} (${nii.length} bytes uncompressed)`);
+  assert.deepEqual(pageErrors, [], "no errors in the page so far");
+  // DICOM SEG of an NRRD image: a clear message, no crash.
+  await page.click("#dl-seg");
+  await page.waitForFunction(() => document.querySelector("#status").className === "error", null, { timeout: 10000 });
+  const segError = await page.textContent("#status");
+  log(`DICOM SEG of an NRRD image: "${segError}"`);
+  assert.match(segError, /DICOM/);
+  pageErrors.length = 0;  // the 4xx of that request is logged by the browser console on purpose
 
   // 6. A second, named object gets its own colour.
   await page.click("#tool-pos");
