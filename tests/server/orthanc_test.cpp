@@ -13,6 +13,7 @@
 #include <httplib.h>
 
 #include <array>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -202,6 +203,27 @@ TEST(Orthanc, ListClickSaveAsSegAndReadItBack) {
   for (int64_t i = 0; i < infer_map.num_voxels(); ++i) differ += (infer_map.data()[i] != 0) != (infer_labels.data()[i] != 0);
   EXPECT_EQ(differ, 0) << "the SEG and the label map of the same click differ";
 
+  // 3D Slicer's *Next sample*: the series has no file to load, so Slicer downloads it as NIfTI,
+  // on the grid the server works on (same voxels, same HU as our DICOM reader).
+  r = api.client().Post("/activelearning/first", "{}", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto sample = json::parse(r->body);
+  EXPECT_EQ(sample["id"], uid);
+  EXPECT_EQ(sample["name"], uid + ".nii.gz");
+  EXPECT_EQ(sample["path"], "");
+  r = api.get("/datastore/image?image=" + uid);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto image_nii = scratch("roundtrip/image") / (uid + ".nii.gz");
+  write_file_atomic(image_nii.string(), r->body);
+  const auto downloaded = io::read_image(image_nii.string());
+  ASSERT_EQ(downloaded.size(), ct_volume.size());
+  ASSERT_EQ(downloaded.pixel_type(), ct_volume.pixel_type());
+  EXPECT_EQ(0, std::memcmp(downloaded.data(), ct_volume.data(), ct_volume.num_bytes()));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(downloaded.geometry().origin[i], ct_volume.geometry().origin[i], 1e-3);
+    EXPECT_NEAR(downloaded.geometry().spacing[i], ct_volume.geometry().spacing[i], 1e-5);
+  }
+
   // The native session: click, name, commit, save -> a SEG on the PACS.
   const auto token = api.claim();
   r = api.post(token, "/api/set_image", {{"image", uid}});
@@ -273,6 +295,14 @@ TEST(Orthanc, ListClickSaveAsSegAndReadItBack) {
   write_file_atomic(nii.string(), r->body);
   EXPECT_EQ(io::read_label_map(nii.string()).count(1), pixels);
 
+  // Slicer's *Submit label* (PUT /datastore/label, multipart label + params) stores a SEG too.
+  httplib::MultipartFormDataItems items = {
+      {"label", read_file(nii.string()), uid + ".nii.gz", "application/octet-stream"},
+      {"params", json({{"label_info", {{{"name", "liver"}, {"idx", 1}}}}}).dump(), "", ""}};
+  r = api.client().Put(("/datastore/label?image=" + uid + "&tag=final").c_str(), items);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(orthanc_qido(orthanc, "/series?Modality=SEG").size(), 2u);
+
   // A server started afresh (empty cache) sees and serves the label through the PACS alone.
   ServerProcess fresh(cli(), {"--studies", orthanc.dicomweb(), "--state-dir", scratch("roundtrip/state2").string(), "--threads", "1"},
                       (scratch("roundtrip/logs2") / "server.log").string());
@@ -327,6 +357,9 @@ TEST(Orthanc, OutageMidRequestGivesClearErrorsAndStoresNothingPartial) {
   std::this_thread::sleep_for(std::chrono::seconds(2));  // the listing (kept 5 s) has expired now
   r = api.get("/datastore/?output=stats");
   expect_pacs_error(r, pacs, 502, "cannot connect");
+  r = api.get("/info/");  // the models still answer; the datastore says why it is empty
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(json::parse(r->body)["datastore"].value("error", "").find("PACS " + pacs), std::string::npos) << r->body;
 
   // 3. After a restart the PACS holds no SEG: the killed STOW stored nothing.
   orthanc.start();

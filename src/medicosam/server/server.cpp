@@ -385,7 +385,14 @@ json App::info() const {
         {"description", "SAM automatic mask generator on one slice (instances, no prompts)"},
         {"config", json::object()}};
   }
-  const auto stats = ds_->describe("stats");
+  json stats;
+  try {
+    stats = ds_->describe("stats");
+  } catch (const HttpError& e) {  // the PACS is down: the models still answer, the counts say why they are 0
+    stats = {{"total", 0}, {"completed", 0}, {"label_tags", json::object()}, {"error", sanitize(e.what())}};
+  }
+  json datastore = {{"total", stats["total"]}, {"completed", stats["completed"]}, {"label_tags", stats["label_tags"]}};
+  if (stats.contains("error")) datastore["error"] = stats["error"];
   return {{"name", "medicosam"},
           {"description", "Segment-Anything-family interactive segmentation (medicosam " + std::string(kVersion) + ")"},
           {"version", kVersion},
@@ -397,7 +404,7 @@ json App::info() const {
             {"first", {{"description", "the first image (by id) without a final label"}}}}},
           {"scoring", json::object()},
           {"train_stats", json::object()},
-          {"datastore", {{"total", stats["total"]}, {"completed", stats["completed"]}, {"label_tags", stats["label_tags"]}}}};
+          {"datastore", datastore}};
 }
 
 void App::infer(const Request& req, Response& res, const std::string& name) {
@@ -635,11 +642,14 @@ void App::next_sample(const Request& req, Response& res, const std::string& stra
     std::random_device rd;
     id = ids[rd() % ids.size()];
   }
+  const auto path = ds_->image_path(id);  // DICOMweb: fetched now, the client asks for it next
   const auto info = ds_->image_info(id);
   reply_json(res, {{"id", id},
                    {"weight", 1.0},
-                   {"name", info.value("name", id)},
-                   {"path", ds_->image_path(id)},
+                   // A DICOM series (a folder) is no file Slicer can load: it downloads
+                   // GET /datastore/image (NIfTI) under this name instead.
+                   {"name", fs::is_directory(path) ? id + ".nii.gz" : info.value("name", id)},
+                   {"path", fs::is_directory(path) ? std::string() : path},
                    {"ts", info.value("ts", 0.0)},
                    {"strategy", {{"name", strategy}, {"remaining", ids.size()}}}});
 }
@@ -902,7 +912,22 @@ void App::install(httplib::Server& svr) {
   auto get_image = wrap([this](const Request& req, Response& res) {
     const auto id = param(req, "image", param(req, "id"));
     const auto path = ds_->image_path(id);
-    if (fs::is_directory(path)) throw HttpError(400, "image '" + id + "' is a DICOM series; fetch it through DICOMweb");
+    if (fs::is_directory(path)) {
+      // A DICOM series goes out as NIfTI on the grid the server works on (as MONAI
+      // Label sends series to 3D Slicer), so clicks and labels line up with it.
+      const auto vol = volume(datastore_image(id));
+      const auto tmp = (fs::path(state_dir_) / "tmp" / ("image-" + random_hex(16) + ".nii.gz")).string();
+      io::write_image(tmp, *vol);
+      std::string bytes = read_file(tmp);
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      if (req.method == "HEAD") {
+        res.set_header("Content-Length", std::to_string(bytes.size()));
+        res.status = 200;
+        return;
+      }
+      return reply_file(res, std::move(bytes), "application/octet-stream", id + ".nii.gz");
+    }
     if (req.method == "HEAD") {
       res.set_header("Content-Length", std::to_string(fs::file_size(path)));
       res.status = 200;
