@@ -153,10 +153,10 @@ std::set<std::string> tree(const fs::path& dir) {
 }
 
 TEST(Orthanc, ListClickSaveAsSegAndReadItBack) {
-  require_tools();
+  ASSERT_NO_FATAL_FAILURE(require_tools());
   const auto t0 = Clock::now();
   OrthancProcess orthanc(scratch("roundtrip/orthanc"));
-  upload_ct(orthanc);
+  ASSERT_NO_FATAL_FAILURE(upload_ct(orthanc));
   const auto ct = io::list_dicom_series(kCt.string()).at(0);
   const auto uid = ct.series_uid;
   const auto state = scratch("roundtrip/state");
@@ -316,9 +316,9 @@ TEST(Orthanc, ListClickSaveAsSegAndReadItBack) {
 }
 
 TEST(Orthanc, OutageMidRequestGivesClearErrorsAndStoresNothingPartial) {
-  require_tools();
+  ASSERT_NO_FATAL_FAILURE(require_tools());
   OrthancProcess orthanc(scratch("outage/orthanc"));
-  upload_ct(orthanc);
+  ASSERT_NO_FATAL_FAILURE(upload_ct(orthanc));
   const auto uid = io::list_dicom_series(kCt.string()).at(0).series_uid;
   const auto pacs = orthanc.dicomweb();
   const auto cache_a = scratch("outage/cache_a");

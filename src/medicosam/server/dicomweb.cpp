@@ -444,6 +444,7 @@ std::string prepare_cache(const DicomWebOptions& o) {
     const auto name = e.path().filename().string();
     if (name.rfind(".download-", 0) == 0) fs::remove_all(e.path(), ec);
   }
+  fs::remove_all(fs::path(o.cache_dir) / ".medicosam" / "tmp", ec);  // SEGs being written or read at a crash
   return o.cache_dir;
 }
 
@@ -465,10 +466,12 @@ std::shared_ptr<const DicomWebDatastore::Listing> DicomWebDatastore::listing(boo
   auto l = std::make_shared<Listing>();
   for (const auto& filter : filters_)
     for (auto& s : client_.search_series(filter)) {
-      if (s.modality == "SEG" || !is_valid_id(s.series_uid)) continue;
+      // UIDs go into paths and URLs: anything but digits and dots (and what ids allow) is skipped.
+      if (s.modality == "SEG" || !is_valid_id(s.series_uid) || !is_valid_id(s.study_uid)) continue;
       l->series[s.series_uid] = std::move(s);
     }
   for (auto seg : client_.search_series("Modality=SEG")) {
+    if (!is_valid_id(seg.series_uid) || !is_valid_id(seg.study_uid)) continue;
     auto it = seg_refs_.find(seg.series_uid);
     if (it == seg_refs_.end()) {  // a SEG series does not change: its metadata is read once
       SegRefs refs;
