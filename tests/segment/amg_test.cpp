@@ -92,8 +92,10 @@ void compare_with_reference(const nlohmann::json& ref, const std::vector<BinaryM
   };
   std::vector<Pair> pairs;
   for (size_t r = 0; r < n; ++r)
-    for (size_t i = 0; i < masks.size(); ++i) pairs.push_back({mask_iou(want[r], masks[i].mask), r, i});
-  std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.iou > b.iou; });
+    for (size_t i = 0; i < masks.size(); ++i)
+      pairs.push_back({mask_iou(want[r], masks[i].mask), r, i});
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [](const Pair& a, const Pair& b) { return a.iou > b.iou; });
   std::vector<long> match(n, -1);
   std::vector<bool> taken(masks.size(), false);
   std::vector<double> match_iou(n, 0.0);

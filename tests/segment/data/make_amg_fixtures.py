@@ -77,6 +77,9 @@ def main():
     from segment_anything.build_sam import _build_sam
 
     torch.set_num_threads(1)
+    # _build_sam is the official builder behind sam_model_registry; the
+    # registry only names the ViT-H/L/B sizes, so it is called with the tiny
+    # encoder's sizes (the checkpoint's load_state_dict checks every shape).
     sam = _build_sam(encoder_embed_dim=64, encoder_depth=4, encoder_num_heads=2,
                      encoder_global_attn_indexes=[1, 3],
                      checkpoint=os.path.join(args.fixtures, "sam_tiny_seed0.pth")).eval()
