@@ -248,6 +248,44 @@ TEST(Amg, PointGridAndCropBoxesFollowSam) {
   EXPECT_EQ(layers, (std::vector<int>{0, 1, 1, 1, 1}));
 }
 
+// Official generate_crop_boxes / build_all_layer_point_grids on more layers,
+// overlaps and odd sizes than the model runs can afford (amg_crop_boxes.json).
+TEST(Amg, CropBoxesAndPointGridsMatchTheOfficialHelpers) {
+  const std::string path =
+      std::string(MEDICOSAM_SOURCE_DIR) + "/tests/segment/data/amg_crop_boxes.json";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  const auto ref = nlohmann::json::parse(in);
+  ASSERT_GE(ref["cases"].size(), 1u);
+  for (const auto& c : ref["cases"]) {
+    const int H = c["height"], W = c["width"], n_layers = c["crop_n_layers"];
+    SCOPED_TRACE(std::to_string(H) + "x" + std::to_string(W) + ", " + std::to_string(n_layers) +
+                 " layers");
+    std::vector<int> layers;
+    const auto boxes = crop_boxes(H, W, n_layers, c["crop_overlap_ratio"].get<double>(), &layers);
+    ASSERT_EQ(boxes.size(), c["crop_boxes"].size());
+    for (size_t i = 0; i < boxes.size(); ++i) {
+      const auto& b = c["crop_boxes"][i];
+      EXPECT_EQ(boxes[i], (std::array<int, 4>{b[0].get<int>(), b[1].get<int>(), b[2].get<int>(),
+                                              b[3].get<int>()}))
+          << "crop " << i;
+    }
+    EXPECT_EQ(layers, c["layer_idxs"].get<std::vector<int>>());
+    for (size_t l = 0; l < c["grid_points_per_layer"].size(); ++l) {
+      const int count = c["grid_points_per_layer"][l];
+      const int n = static_cast<int>(std::lround(std::sqrt(count)));
+      ASSERT_EQ(n * n, count);
+      const auto g = point_grid(n);
+      ASSERT_EQ(static_cast<int>(g.size()), count) << "layer " << l;
+      const auto& fl = c["grid_first_last_per_layer"][l];
+      EXPECT_DOUBLE_EQ(g.front()[0], fl[0][0].get<double>());
+      EXPECT_DOUBLE_EQ(g.front()[1], fl[0][1].get<double>());
+      EXPECT_DOUBLE_EQ(g.back()[0], fl[1][0].get<double>());
+      EXPECT_DOUBLE_EQ(g.back()[1], fl[1][1].get<double>());
+    }
+  }
+}
+
 TEST(Amg, NmsKeepsTheBestOfOverlappingBoxes) {
   const std::vector<std::array<float, 4>> b{
       {0, 0, 10, 10}, {1, 1, 11, 11}, {20, 20, 30, 30}, {0, 0, 10, 10}};

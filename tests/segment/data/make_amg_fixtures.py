@@ -63,6 +63,47 @@ RUNS = {
 }
 
 
+# generate_crop_boxes / build_all_layer_point_grids cases: (height, width,
+# n_layers, overlap_ratio, points_per_side, downscale factor). Cheap to compare
+# (no model), so they cover more layers and odd sizes than the runs above.
+CROP_CASES = [
+    (300, 420, 2, 512 / 1500, 32, 2),
+    (56, 59, 1, 0.8, 4, 2),
+    (1024, 768, 3, 512 / 1500, 32, 2),
+    (57, 1001, 2, 0.5, 16, 3),
+    (513, 511, 2, 0.1, 10, 1),
+]
+
+
+def write_crop_boxes(out_dir, commit):
+    from segment_anything.utils.amg import build_all_layer_point_grids, generate_crop_boxes
+
+    cases = []
+    for h, w, layers, overlap, pps, down in CROP_CASES:
+        boxes, layer_idxs = generate_crop_boxes((h, w), layers, overlap)
+        grids = build_all_layer_point_grids(pps, layers, down)
+        cases.append({
+            "height": h, "width": w, "crop_n_layers": layers, "crop_overlap_ratio": overlap,
+            "points_per_side": pps, "crop_n_points_downscale_factor": down,
+            "crop_boxes": [[int(v) for v in b] for b in boxes],
+            "layer_idxs": [int(v) for v in layer_idxs],
+            "grid_points_per_layer": [int(g.shape[0]) for g in grids],
+            "grid_first_last_per_layer": [[[float(v) for v in g[0]], [float(v) for v in g[-1]]]
+                                          if len(g) else [] for g in grids],
+        })
+    doc = {"made_by": "tests/segment/data/make_amg_fixtures.py",
+           "reference": f"facebookresearch/segment-anything {commit}: "
+                        "segment_anything.utils.amg.generate_crop_boxes (XYXY) and "
+                        "build_all_layer_point_grids",
+           "cases": cases}
+    path = os.path.join(out_dir, "amg_crop_boxes.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    print(f"{path}: {len(cases)} cases", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sam", required=True, help="folder holding the official segment_anything package")
@@ -94,6 +135,8 @@ def main():
         commit = "dca509fe793f601edb92606367a655c15ac00fdf (git archive, no .git)"
     import torchvision
 
+    if not args.only or "crop_boxes" in args.only:
+        write_crop_boxes(args.out, commit)
     for name, (params, purpose) in RUNS.items():
         if args.only and name not in args.only:
             continue
