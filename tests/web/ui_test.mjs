@@ -11,26 +11,18 @@
 // accept, save, and check the datastore. Screenshots of each step go to
 // ARTIFACT_DIR (look at them).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, copyFileSync, readFileSync, existsSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import { mkdtempSync, mkdirSync, copyFileSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { fileURLToPath } from "node:url";
+import { log, startMedicosam, launchChromium, pageTools } from "./common.mjs";
 
 const [medicosam, webDir, sharedDir, artifacts] = process.argv.slice(2);
 if (!artifacts) {
   console.error("usage: node ui_test.mjs MEDICOSAM WEB_DIR SHARED_DIR ARTIFACT_DIR");
   process.exit(2);
 }
-const here = dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(join(here, "../../web/node_modules/playwright-core/index.mjs"));
-const CHROMIUM = process.env.MEDICOSAM_CHROMIUM || "/usr/bin/chromium";
-assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/install-deps.sh`);
 mkdirSync(artifacts, { recursive: true });
-
-const t0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}`);
 
 // ------------------------------------------------------------------ the case
 // NRRD: text header, blank line, data (raw or gzip). Returns {sizes, dirs, origin, data}.
@@ -80,39 +72,22 @@ log(`target voxel ${JSON.stringify(target)} (slice with ${perSlice[kT]} tumour v
 // ------------------------------------------------------------------ the server
 const datastore = mkdtempSync(join(tmpdir(), "medicosam-ui-"));
 copyFileSync(join(case1, "brain1_image.nrrd"), join(datastore, "brain1.nrrd"));
-const serverLog = createWriteStream(join(artifacts, "server.log"));
-const server = spawn(medicosam, ["serve", "--datastore", datastore, "--port", "0", "--host", "127.0.0.1",
-  "--web-dir", webDir, "--threads", "2"], { stdio: ["ignore", "pipe", "pipe"] });
-server.stderr.pipe(serverLog);
-const url = await new Promise((resolve, reject) => {
-  let out = "";
-  const timer = setTimeout(() => reject(new Error("the server did not start within 120 s")), 120000);
-  server.stdout.on("data", (d) => {
-    out += d;
-    const m = out.match(/listening on (http:\/\/[^\s]+)/);
-    if (m) { clearTimeout(timer); resolve(m[1]); }
-  });
-  server.on("exit", (code) => { clearTimeout(timer); reject(new Error(`the server exited (${code}); see ${artifacts}/server.log`)); });
-});
+const server = await startMedicosam(medicosam, ["--datastore", datastore, "--web-dir", webDir, "--threads", "2"],
+                                   join(artifacts, "server.log"));
+const url = server.url;
 log(`server at ${url}`);
 
 let browser, page;
 let failed = false;
 try {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // WebGL2 in headless Chromium >= 137 needs SwiftShader asked for explicitly.
-    args: ["--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--no-sandbox"],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const pageErrors = [];
-  page.on("pageerror", (e) => pageErrors.push(e.message));
-  page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
-  const shot = async (name) => {
-    await page.screenshot({ path: join(artifacts, name + ".png") });
-    log(`screenshot ${name}.png`);
-  };
+  const { shot, done, toCanvas, labelVoxels, errors: pageErrors } = pageTools(page, artifacts);
+  const setCrosshair = (mm) => page.evaluate((mm) => {
+    const { nv } = window.medicosam;
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.drawScene();
+  }, mm);
 
   // Counts canvas pixels in the colour of object 1 (orange-red over grey), and
   // whether the pixel where `mm` is drawn has that colour.
@@ -133,22 +108,6 @@ try {
     }
     return { n, at };
   }, mm);
-  // Runs `action` and waits until the page has finished interaction `what` (region pasted, objects refreshed).
-  const done = async (what, action) => {
-    const before = await page.evaluate(() => window.medicosam.state.done?.count ?? 0);
-    await action();
-    await page.waitForFunction(([w, n]) => {
-      const d = window.medicosam.state.done;
-      return d && d.count > n && d.what === w;
-    }, [what, before], { timeout: 30000 });
-  };
-  const labelVoxels = () => page.evaluate(() => {
-    const img = window.medicosam.state.labels.img;
-    let n = 0;
-    for (let i = 0; i < img.length; i++) if (img[i]) n++;
-    return n;
-  });
-
   // 1. Open the page and the image, as a person would.
   await page.goto(url + "/");
   await page.waitForSelector("#images li[data-id=brain1]", { timeout: 30000 });
@@ -158,15 +117,8 @@ try {
   const dims = await page.evaluate(() => window.medicosam.state.dims);
   assert.deepEqual(dims, [nx, ny, nz], "the image the page shows has the file's size");
   // Go to the tumour's slice (the crosshair sets it) and wait for the embeddings.
-  const canvasPos = await page.evaluate((mm) => {
-    const { nv } = window.medicosam;
-    nv.scene.crosshairPos = nv.mm2frac(mm);
-    nv.drawScene();
-    const p = nv.frac2canvasPos(nv.mm2frac(mm));
-    const dpr = nv.uiData.dpr || 1;
-    const r = nv.canvas.getBoundingClientRect();
-    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
-  }, targetRas);
+  await setCrosshair(targetRas);
+  const canvasPos = await toCanvas(targetRas);
   await page.waitForFunction(() => document.querySelector("#progress-box").hidden, null, { timeout: 300000 });
   await shot("2-opened");
   assert.equal((await overlay()).n, 0, "no overlay before the first click");
@@ -236,15 +188,8 @@ try {
 
   // 3b. The same voxel clicked in the coronal view (another RAS permutation) reaches the server unchanged.
   await page.click("button[data-view=coronal]");
-  const coronalPos = await page.evaluate((mm) => {
-    const { nv } = window.medicosam;
-    nv.scene.crosshairPos = nv.mm2frac(mm);
-    nv.drawScene();
-    const p = nv.frac2canvasPos(nv.mm2frac(mm));
-    const dpr = nv.uiData.dpr || 1;
-    const r = nv.canvas.getBoundingClientRect();
-    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
-  }, targetRas);
+  await setCrosshair(targetRas);
+  const coronalPos = await toCanvas(targetRas);
   await page.click("#tool-neg");
   const negReq = page.waitForRequest((r) => r.url().endsWith("/api/point"));
   await done("point", () => page.mouse.click(coronalPos[0], coronalPos[1]));
@@ -259,13 +204,6 @@ try {
 
   // 4. A box around the tumour on the same slice (drag in box mode), as a person would draw it.
   await page.click("#tool-box");
-  const toCanvas = (mm) => page.evaluate((mm) => {
-    const { nv } = window.medicosam;
-    const p = nv.frac2canvasPos(nv.mm2frac(mm));
-    const dpr = nv.uiData.dpr || 1;
-    const r = nv.canvas.getBoundingClientRect();
-    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
-  }, mm);
   const corner = (i, j) => {
     const p = [0, 1, 2].map((r) => label.origin[r] + label.dirs[0][r] * i + label.dirs[1][r] * j + label.dirs[2][r] * kT);
     return [-p[0], -p[1], p[2]];
@@ -336,13 +274,7 @@ try {
   await page.fill("#object-name", "ventricle");
   await page.click("#new-object button");
   await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("New object"), null, { timeout: 10000 });
-  const other = await page.evaluate((mm) => {
-    const { nv } = window.medicosam;
-    const p = nv.frac2canvasPos(nv.mm2frac(mm));
-    const dpr = nv.uiData.dpr || 1;
-    const r = nv.canvas.getBoundingClientRect();
-    return [r.left + p[0] / dpr, r.top + p[1] / dpr];
-  }, [targetRas[0] + 40, targetRas[1] + 10, targetRas[2]]);
+  const other = await toCanvas([targetRas[0] + 40, targetRas[1] + 10, targetRas[2]]);
   await done("point", () => page.mouse.click(other[0], other[1]));
   const names = await page.$$eval("#objects li", (lis) => lis.map((li) => li.textContent));
   log(`objects: ${JSON.stringify(names)}`);
@@ -370,8 +302,7 @@ try {
   if (page) await page.screenshot({ path: join(artifacts, "failure.png") }).catch(() => {});
 } finally {
   if (browser) await browser.close().catch(() => {});
-  server.kill("SIGTERM");
-  await new Promise((r) => { const t = setTimeout(() => { server.kill("SIGKILL"); r(); }, 10000); server.on("exit", () => { clearTimeout(t); r(); }); });
+  await server.stop();
   rmSync(datastore, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);

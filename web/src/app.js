@@ -317,14 +317,21 @@ async function listImages() {
   const ids = Object.keys(ds.objects || {}).sort();
   for (const id of ids) {
     const li = document.createElement("li");
-    li.textContent = ds.objects[id].image?.info?.name || id;
+    const info = ds.objects[id].image?.info || {};
+    const name = document.createElement("span");
+    name.className = "name";
+    // A PACS series: modality, series number and description (the id is its SeriesInstanceUID).
+    name.textContent = info.modality
+      ? `${info.modality} ${info.series_number ?? ""} ${info.series_description || ""}`.replace(/\s+/g, " ").trim()
+      : info.name || id;
+    li.append(name);
     li.title = id;
     li.dataset.id = id;
     const labels = Object.keys(ds.objects[id].labels || {});
-    if (labels.length) {
+    if (labels.length || info.labelled_in_pacs) {
       const tag = document.createElement("span");
       tag.className = "tag";
-      tag.textContent = labels.includes("final") ? "✓ labelled" : labels.join(",");
+      tag.textContent = labels.includes("final") || info.labelled_in_pacs ? "✓ labelled" : labels.join(",");
       li.append(tag);
     }
     li.classList.toggle("on", id === state.image);
@@ -349,6 +356,11 @@ async function openImage(id) {
   state.dims = [hdr.dims[1], hdr.dims[2], Math.max(1, hdr.dims[3])];
   state.toVoxel = invert4(hdr.affine);
   labels.opacity = 0.5;
+  // CT (values in Hounsfield units): start with a soft-tissue window (W 400, L 40); right-drag changes it.
+  if (base.global_min < -500 && base.global_max > 500) {
+    base.cal_min = -160;
+    base.cal_max = 240;
+  }
   state.base = base;
   state.labels = labels;
   state.maxLabel = null;
