@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "medicosam/core/atomic_file.hpp"
@@ -228,6 +229,40 @@ TEST(MultipartRelated, SplitsPartsAndRejectsTruncatedReplies) {
   EXPECT_THROW(parse_multipart_related(body, "application/dicom"), std::runtime_error);
   EXPECT_THROW(parse_multipart_related(body, "multipart/related"), std::runtime_error);
   EXPECT_THROW(parse_multipart_related("", ct), std::runtime_error);
+}
+
+TEST(DicomJson, ReadsQidoMetadataAndStowRepliesAndRefusesGarbage) {
+  // IS values come as numbers (Orthanc) or strings; entries without UIDs are left out.
+  const auto series = parse_series_search(R"([
+    {"0020000D": {"vr": "UI", "Value": ["1.2"]}, "0020000E": {"vr": "UI", "Value": ["1.2.3"]},
+     "00080060": {"vr": "CS", "Value": ["CT"]}, "00201209": {"vr": "IS", "Value": [3]}},
+    {"0020000D": {"vr": "UI", "Value": ["1.2"]}, "0020000E": {"vr": "UI", "Value": ["1.2.4"]},
+     "00201209": {"vr": "IS", "Value": ["12"]}, "0008103E": {"vr": "LO"}},
+    {"0020000E": {"vr": "UI", "Value": ["1.2.5"]}}, 7, []])");
+  ASSERT_EQ(series.size(), 2u);
+  EXPECT_EQ(series[0].series_uid, "1.2.3");
+  EXPECT_EQ(series[0].modality, "CT");
+  EXPECT_EQ(series[0].instances, 3);
+  EXPECT_EQ(series[1].instances, 12);
+  EXPECT_EQ(series[1].description, "");
+  EXPECT_TRUE(parse_series_search("").empty());  // 204-like empty reply
+  EXPECT_THROW(parse_series_search("{\"a\": 1}"), std::runtime_error);
+  EXPECT_THROW(parse_series_search("<html>"), std::runtime_error);
+
+  const auto refs = parse_seg_references(R"([
+    {"00080023": {"vr": "DA", "Value": ["20240102"]}, "00080033": {"vr": "TM", "Value": ["101500"]},
+     "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}},
+                                         {"0020000E": {"vr": "UI", "Value": ["1.2.4"]}}]}},
+    {"00081115": {"vr": "SQ", "Value": "not a list"}}, {"00081115": 5}])");
+  EXPECT_EQ(refs.series, (std::set<std::string>{"1.2.3", "1.2.4"}));
+  EXPECT_EQ(refs.date_time, "20240102101500");
+  EXPECT_THROW(parse_seg_references("{}"), std::runtime_error);
+
+  EXPECT_EQ(stow_failure(R"({"00081198": {"vr": "SQ"}, "00081199": {"vr": "SQ", "Value": [{}]}})"), "");
+  EXPECT_NE(stow_failure(R"({"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [272]}}]},
+                            "00081199": {"vr": "SQ", "Value": [{}]}})").find("FailureReason 272"), std::string::npos);
+  EXPECT_NE(stow_failure(R"({"00081198": {"vr": "SQ"}})").find("no ReferencedSOPSequence"), std::string::npos);
+  EXPECT_NE(stow_failure("garbage").find("not DICOM JSON"), std::string::npos);
 }
 
 TEST(DicomWebClient, RefusesCredentialsInTheUrlAndOtherSchemes) {

@@ -44,39 +44,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-// The first value of a DICOM JSON attribute as a string ("" if absent).
-std::string dicom_string(const json& item, const char* tag) {
-  if (!item.is_object()) return "";
-  const auto it = item.find(tag);
-  if (it == item.end() || !it->is_object()) return "";
-  const auto v = it->find("Value");
-  if (v == it->end() || !v->is_array() || v->empty()) return "";
-  const auto& first = (*v)[0];
-  if (first.is_string()) return first.get<std::string>();
-  if (first.is_number_integer()) return std::to_string(first.get<int64_t>());
-  if (first.is_number()) return std::to_string(first.get<double>());
-  return "";
-}
-
-// An IS/US attribute (DICOM JSON allows a number or a string); `fallback` if absent.
-int64_t dicom_int(const json& item, const char* tag, int64_t fallback) {
-  const auto s = dicom_string(item, tag);
-  if (s.empty()) return fallback;
-  try {
-    return std::stoll(s);
-  } catch (const std::exception&) {
-    return fallback;
-  }
-}
-
-// Printable, single-line, short: what a PACS said in an error reply.
-std::string excerpt(const std::string& body) {
-  std::string out;
-  for (unsigned char c : body.substr(0, 300)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : (std::isprint(c) ? static_cast<char>(c) : '?');
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
@@ -128,71 +95,6 @@ std::string default_studies_cache_dir(const std::string& state_dir, const std::s
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(url)));
   return (fs::path(state_dir) / "dicomweb" / hex).string();
-}
-
-std::vector<std::string_view> parse_multipart_related(std::string_view body, const std::string& content_type) {
-  const auto ct = lower(content_type);
-  if (ct.rfind("multipart/", 0) != 0) throw std::runtime_error("the reply is '" + excerpt(content_type) + "', not multipart");
-  const auto b = ct.find("boundary=");
-  if (b == std::string::npos) throw std::runtime_error("the multipart reply names no boundary");
-  std::string boundary = content_type.substr(b + 9);  // original case
-  if (!boundary.empty() && boundary[0] == '"') {
-    const auto e = boundary.find('"', 1);
-    if (e == std::string::npos) throw std::runtime_error("the multipart boundary is not closed");
-    boundary = boundary.substr(1, e - 1);
-  } else {
-    const auto e = boundary.find_first_of("; \t");
-    if (e != std::string::npos) boundary.resize(e);
-  }
-  if (boundary.empty() || boundary.size() > 200) throw std::runtime_error("the multipart boundary is empty or too long");
-  const std::string delim = "--" + boundary;
-
-  std::vector<std::string_view> parts;
-  // The first delimiter: at the start, or after a preamble ending in CRLF.
-  size_t pos = 0;
-  if (body.substr(0, delim.size()) != delim) {
-    pos = body.find("\r\n" + delim);
-    if (pos == std::string_view::npos) throw std::runtime_error("the reply holds no multipart boundary");
-    pos += 2;
-  }
-  while (true) {
-    pos += delim.size();
-    if (body.substr(pos, 2) == "--") return parts;  // closing delimiter
-    // Transport padding, then CRLF.
-    while (pos < body.size() && (body[pos] == ' ' || body[pos] == '\t')) ++pos;
-    if (body.substr(pos, 2) != "\r\n") throw std::runtime_error("the reply ends inside a multipart boundary (truncated)");
-    pos += 2;
-    const auto hdr_end = body.find("\r\n\r\n", pos);
-    size_t content = 0;
-    std::string headers;
-    if (body.substr(pos, 2) == "\r\n") {  // a part without headers
-      content = pos + 2;
-    } else {
-      if (hdr_end == std::string_view::npos) throw std::runtime_error("part " + std::to_string(parts.size() + 1) + " ends inside its headers (truncated)");
-      headers = lower(std::string(body.substr(pos, hdr_end - pos)));
-      content = hdr_end + 4;
-    }
-    size_t end = std::string_view::npos;
-    const std::string next = "\r\n" + delim;
-    const auto cl = headers.find("content-length:");
-    if (cl != std::string::npos) {
-      uint64_t n = 0;
-      try {
-        n = std::stoull(headers.substr(cl + 15));
-      } catch (const std::exception&) {
-        throw std::runtime_error("part " + std::to_string(parts.size() + 1) + " has an invalid Content-Length");
-      }
-      if (n > body.size() - content) throw std::runtime_error("part " + std::to_string(parts.size() + 1) + " is shorter than its Content-Length (truncated)");
-      end = content + n;
-      if (body.substr(end, next.size()) != next)
-        throw std::runtime_error("part " + std::to_string(parts.size() + 1) + " is not followed by the boundary its Content-Length announces");
-    } else {
-      end = body.find(next, content);
-      if (end == std::string_view::npos) throw std::runtime_error("part " + std::to_string(parts.size() + 1) + " has no closing boundary (truncated)");
-    }
-    parts.push_back(body.substr(content, end - content));
-    pos = end + 2;
-  }
 }
 
 // ------------------------------------------------------------------ client
@@ -287,30 +189,14 @@ std::vector<PacsSeries> DicomWebClient::search_series(const std::string& query) 
   }
   if (r->status == 204) return {};
   if (r->status != 200) fail(what, 502, status_reason(r->status, r->body));
-  json j;
   try {
-    j = json::parse(r->body.empty() ? std::string("[]") : r->body);
-  } catch (const json::exception&) {
-    fail(what, 502, "the reply is not JSON");
+    return parse_series_search(r->body);
+  } catch (const std::runtime_error& e) {
+    fail(what, 502, e.what());
   }
-  if (!j.is_array()) fail(what, 502, "the reply is not a JSON array");
-  std::vector<PacsSeries> out;
-  for (const auto& item : j) {
-    PacsSeries s;
-    s.study_uid = dicom_string(item, "0020000D");
-    s.series_uid = dicom_string(item, "0020000E");
-    s.modality = dicom_string(item, "00080060");
-    s.description = dicom_string(item, "0008103E");
-    s.instances = dicom_int(item, "00201209", -1);
-    s.series_number = static_cast<int>(dicom_int(item, "00200011", 0));
-    s.date_time = dicom_string(item, "00080021") + dicom_string(item, "00080031");
-    if (s.study_uid.empty() || s.series_uid.empty()) continue;
-    out.push_back(std::move(s));
-  }
-  return out;
 }
 
-json DicomWebClient::series_metadata(const std::string& study_uid, const std::string& series_uid) const {
+SegReferences DicomWebClient::seg_references(const std::string& study_uid, const std::string& series_uid) const {
   const std::string what = "reading the metadata of series " + series_uid + " (WADO-RS)";
   auto c = make_client(origin_, opt_);
   const auto t0 = Clock::now();
@@ -322,11 +208,10 @@ json DicomWebClient::series_metadata(const std::string& study_uid, const std::st
   }
   if (r->status != 200) fail(what, 502, status_reason(r->status, r->body));
   try {
-    auto j = json::parse(r->body);
-    if (j.is_array()) return j;
-  } catch (const json::exception&) {
+    return parse_seg_references(r->body);
+  } catch (const std::runtime_error& e) {
+    fail(what, 502, e.what());
   }
-  fail(what, 502, "the reply is not a JSON array");
 }
 
 int64_t DicomWebClient::retrieve_series(const std::string& study_uid, const std::string& series_uid,
@@ -412,22 +297,7 @@ void DicomWebClient::store_instance(const std::string& dicom_bytes) const {
     fail(what, st, why + " (the PACS may or may not have stored it)");
   }
   if (r->status != 200 && r->status != 202) fail(what, 502, status_reason(r->status, r->body));
-  json j;
-  try {
-    j = json::parse(r->body);
-  } catch (const json::exception&) {
-    fail(what, 502, "the reply is not DICOM JSON");
-  }
-  const auto failed = j.is_object() ? j.find("00081198") : j.end();  // FailedSOPSequence
-  if (j.is_object() && failed != j.end() && failed->is_object() && failed->contains("Value") &&
-      (*failed)["Value"].is_array() && !(*failed)["Value"].empty()) {
-    const auto reason = dicom_string((*failed)["Value"][0], "00081197");  // FailureReason
-    fail(what, 502, "the PACS refused the SEG (FailedSOPSequence" + (reason.empty() ? "" : ", FailureReason " + reason) + ")");
-  }
-  const auto stored = j.is_object() ? j.find("00081199") : j.end();  // ReferencedSOPSequence
-  if (stored == j.end() || !stored->is_object() || !stored->contains("Value") || !(*stored)["Value"].is_array() ||
-      (*stored)["Value"].empty())
-    fail(what, 502, "the PACS did not confirm that it stored the SEG (no ReferencedSOPSequence)");
+  if (const auto why = stow_failure(r->body); !why.empty()) fail(what, 502, why);
 }
 
 // ------------------------------------------------------------------ datastore
@@ -474,18 +344,8 @@ std::shared_ptr<const DicomWebDatastore::Listing> DicomWebDatastore::listing(boo
     if (!is_valid_id(seg.series_uid) || !is_valid_id(seg.study_uid)) continue;
     auto it = seg_refs_.find(seg.series_uid);
     if (it == seg_refs_.end()) {  // a SEG series does not change: its metadata is read once
-      SegRefs refs;
-      refs.date_time = seg.date_time;
-      for (const auto& instance : client_.series_metadata(seg.study_uid, seg.series_uid)) {
-        const auto content = dicom_string(instance, "00080023") + dicom_string(instance, "00080033");
-        if (!content.empty()) refs.date_time = std::max(refs.date_time, content);
-        const auto sq = instance.find("00081115");  // ReferencedSeriesSequence
-        if (sq == instance.end() || !sq->is_object() || !sq->contains("Value") || !(*sq)["Value"].is_array()) continue;
-        for (const auto& item : (*sq)["Value"]) {
-          const auto uid = dicom_string(item, "0020000E");
-          if (!uid.empty()) refs.series.insert(uid);
-        }
-      }
+      auto refs = client_.seg_references(seg.study_uid, seg.series_uid);
+      refs.date_time = std::max(refs.date_time, seg.date_time);
       it = seg_refs_.emplace(seg.series_uid, std::move(refs)).first;
     }
     seg.date_time = it->second.date_time;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "medicosam/server/datastore.hpp"
+#include "medicosam/server/dicomweb_parse.hpp"
 
 namespace medicosam::server {
 
@@ -50,21 +51,6 @@ std::string default_studies_state_dir();
 // a hash of the URL>.
 std::string default_studies_cache_dir(const std::string& state_dir, const std::string& url);
 
-// The parts of a multipart/related body (RFC 2387) as views into `body`,
-// given the reply's Content-Type (which names the boundary). Throws
-// std::runtime_error with a short reason (no boundary, a part without
-// headers, no closing delimiter: a truncated reply, a Content-Length of a
-// part that disagrees with its delimiter).
-std::vector<std::string_view> parse_multipart_related(std::string_view body, const std::string& content_type);
-
-// One series as QIDO-RS lists it.
-struct PacsSeries {
-  std::string study_uid, series_uid, modality, description;
-  int64_t instances = -1;  // NumberOfSeriesRelatedInstances, -1 if not given
-  int series_number = 0;
-  std::string date_time;  // SeriesDate + SeriesTime ("" if not given); SEGs: ContentDate + ContentTime
-};
-
 // HTTP to the PACS: QIDO-RS, WADO-RS and STOW-RS with bounded timeouts.
 // Thread-safe (a client per call).
 class DicomWebClient {
@@ -74,8 +60,8 @@ class DicomWebClient {
 
   // GET {url}/series?{query} (application/dicom+json).
   std::vector<PacsSeries> search_series(const std::string& query) const;
-  // GET {url}/studies/{st}/series/{se}/metadata: the instances' DICOM JSON.
-  nlohmann::json series_metadata(const std::string& study_uid, const std::string& series_uid) const;
+  // GET {url}/studies/{st}/series/{se}/metadata of a SEG series: what it references.
+  SegReferences seg_references(const std::string& study_uid, const std::string& series_uid) const;
   // GET {url}/studies/{st}/series/{se} (multipart/related application/dicom)
   // into `folder` (which must exist and be empty) as 00001.dcm, 00002.dcm, ...
   // Returns the number of instances. The reply is streamed to disk.
@@ -138,11 +124,7 @@ class DicomWebDatastore : public Datastore {
   std::vector<std::string> filters_;
   mutable std::mutex listing_mutex_;
   mutable std::shared_ptr<const Listing> listing_;
-  struct SegRefs {
-    std::set<std::string> series;  // the series a SEG series references
-    std::string date_time;         // its ContentDate + ContentTime
-  };
-  mutable std::map<std::string, SegRefs> seg_refs_;  // by SEG SeriesInstanceUID
+  mutable std::map<std::string, SegReferences> seg_refs_;  // by SEG SeriesInstanceUID
   void remember_seg(const PacsSeries& seg, const std::string& referenced);  // after our STOW
   mutable std::mutex fetch_mutex_;
   mutable std::map<std::string, std::shared_ptr<std::mutex>> fetching_;
