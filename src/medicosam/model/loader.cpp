@@ -5,6 +5,7 @@
 
 #include "medicosam/checkpoint/checkpoint.hpp"
 #include "medicosam/core/error.hpp"
+#include "medicosam/model/unetr_module.hpp"
 
 namespace medicosam::model {
 namespace {
@@ -92,7 +93,14 @@ LoadedSam load_sam(const std::string& path, const torch::Device& device) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   tensors.reserve(ckpt.model_state.size());
   std::string dtype;
+  LoadedSam out;
+  for (auto& nt : ckpt.decoder_state) out.decoder_state.emplace_back(nt.name, nt.tensor);
+  const std::string head_prefix = kDecoderStatePrefix;
   for (auto& nt : ckpt.model_state) {
+    if (nt.name.rfind(head_prefix, 0) == 0) {  // the semantic head in a safetensors file
+      out.decoder_state.emplace_back(nt.name.substr(head_prefix.size()), nt.tensor);
+      continue;
+    }
     if (dtype.empty() && nt.tensor.is_floating_point()) {
       const auto t = nt.tensor.scalar_type();
       dtype = t == torch::kFloat32   ? "float32"
@@ -106,7 +114,6 @@ LoadedSam load_sam(const std::string& path, const torch::Device& device) {
   // Keys that are not SAM's (e.g. a trainer's extra heads) are reported by
   // load_state_dict unless they clearly belong to another component.
   const auto config = config_from_tensors(tensors, path, hints_from_metadata(ckpt.metadata));
-  LoadedSam out;
   out.sam = Sam(config);
   load_state_dict(*out.sam, tensors, path);
   out.sam->eval();
@@ -148,6 +155,23 @@ nlohmann::json describe_checkpoint(const std::string& path) {
                   {"mlp_dim", c.decoder.mlp_dim},
                   {"num_multimask_outputs", c.decoder.num_multimask_outputs}};
   if (!m.metadata.is_null() && !m.metadata.empty()) j["metadata"] = m.metadata;
+  if (!m.decoder_state.empty()) {
+    try {
+      const auto head = unetr_from_tensors(m.decoder_state, path);
+      const auto& h = head->config;
+      int64_t params = 0;
+      for (const auto& p : head->parameters()) params += p.numel();
+      j["semantic_head"] = {{"type", "unetr"},
+                            {"num_classes", h.num_classes},
+                            {"features", h.features()},
+                            {"embed_dim", h.embed_dim},
+                            {"upsampling", h.conv_transpose ? "conv_transpose" : "bilinear"},
+                            {"parameters", params},
+                            {"description", h.describe()}};
+    } catch (const CheckpointError& e) {
+      j["semantic_head"] = {{"type", "unetr"}, {"error", e.what()}};
+    }
+  }
   return j;
 }
 

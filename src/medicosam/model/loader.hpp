@@ -20,6 +20,10 @@ struct LoadedSam {
   std::string stored_dtype;     // dtype of the weights in the file (e.g. "float32", "float16")
   int64_t num_parameters = 0;
   nlohmann::json metadata;
+  // The UNETR semantic head's tensors when the file carries one (micro_sam's
+  // "decoder_state", or safetensors keys "decoder_state.*", prefix removed);
+  // empty otherwise. Built by unetr_from_tensors (unetr_module.hpp).
+  std::vector<std::pair<std::string, torch::Tensor>> decoder_state;
 };
 
 // Reads `path`, derives the configuration, builds the model in eval mode on
@@ -35,7 +39,8 @@ void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torc
 SamConfig config_from_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::string& source, const std::map<std::string, std::string>& hints = {});
 
-// Same check as load_sam, reduced to metadata, for `medicosam info`.
+// Same check as load_sam, reduced to metadata, for `medicosam info`; with a
+// semantic head, "semantic_head" describes it (or says why it does not load).
 nlohmann::json describe_checkpoint(const std::string& path);
 
 }  // namespace medicosam::model

@@ -9,6 +9,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "medicosam/model/sam.hpp"
 
@@ -24,6 +26,10 @@ struct SaveOptions {
   // Extra safetensors metadata ("medicosam.*" keys); the architecture and the
   // decoder's head count are always written.
   std::map<std::string, std::string> metadata;
+  // A UNETR semantic head to write beside SAM (unetr_state_dict), as micro_sam
+  // does: .pth {"model_state": SAM, "decoder_state": head}; .safetensors the
+  // head's keys prefixed "decoder_state." after SAM's. Empty: SAM only.
+  std::vector<std::pair<std::string, torch::Tensor>> decoder_state;
 };
 
 WeightsFormat weights_format_for(const std::string& path);
