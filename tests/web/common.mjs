@@ -100,7 +100,7 @@ export function pageTools(page, artifacts) {
       await page.waitForFunction(([w, n]) => {
         const d = window.medicosam.state.done;
         return d && d.count > n && d.what === w;
-      }, [what, before], { timeout: 30000 });
+      }, [what, before], { timeout: 60000 });
     },
     // Where world position `mm` (RAS) is drawn, in page coordinates.
     toCanvas: (mm) => page.evaluate((mm) => {
@@ -111,6 +111,18 @@ export function pageTools(page, artifacts) {
       const r = nv.canvas.getBoundingClientRect();
       return [r.left + p[0] / dpr, r.top + p[1] / dpr];
     }, mm),
+    // Pixels of the click markers canvas: {green, red}.
+    markerPixels: () => page.evaluate(() => {
+      const c = document.getElementById("markers");
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let green = 0, red = 0;
+      for (let o = 0; o < d.length; o += 4) {
+        if (d[o + 3] < 200) continue;
+        if (d[o + 1] > 150 && d[o] < 100) green++;
+        else if (d[o] > 200 && d[o + 1] < 100) red++;
+      }
+      return { green, red };
+    }),
     labelVoxels: () => page.evaluate(() => {
       const img = window.medicosam.state.labels.img;
       let n = 0;

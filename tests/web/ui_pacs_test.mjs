@@ -66,7 +66,7 @@ try {
   const saved = await page.textContent("#status");
   log(`save: ${saved}`);
   assert.match(saved, /^Saved 1 object/);
-  await page.waitForSelector(`${item} .tag`, { timeout: 20000 });
+  await page.waitForSelector(`${item} .tag`, { timeout: 60000 });
   assert.match(await page.textContent(`${item} .tag`), /labelled/);
   await shot("pacs-2-saved");
 

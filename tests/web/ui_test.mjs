@@ -82,7 +82,7 @@ let failed = false;
 try {
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const { shot, done, toCanvas, labelVoxels, errors: pageErrors } = pageTools(page, artifacts);
+  const { shot, done, toCanvas, labelVoxels, markerPixels, errors: pageErrors } = pageTools(page, artifacts);
   const setCrosshair = (mm) => page.evaluate((mm) => {
     const { nv } = window.medicosam;
     nv.scene.crosshairPos = nv.mm2frac(mm);
@@ -135,7 +135,7 @@ try {
     const img = window.medicosam.state.labels.img;
     for (let i = 0; i < img.length; i++) if (img[i]) return true;
     return false;
-  }, null, { timeout: 10000 });
+  }, null, { timeout: 60000 });
   log(`click -> overlay in ${Date.now() - tClick} ms (status: ${await page.textContent("#status")})`);
   const nLabel = await labelVoxels();
   // The page's label volume must equal what the server shows (GET /api/labels, NIfTI).
@@ -176,12 +176,15 @@ try {
   log(`overlay: ${drawn.n} canvas pixels in the mask colour; interior voxel drawn in it: ${drawn.at}`);
   assert.ok(drawn.n > 20, "the overlay is drawn");
   assert.equal(drawn.at, true, "the overlay is drawn at the label voxels (voxel order right)");
+  const mk = await markerPixels();
+  assert.ok(mk.green > 20 && mk.red === 0, `a green marker shows the positive click: ${JSON.stringify(mk)}`);
   await shot("3-click");
 
   // 3. Undo removes it, redo brings it back.
   await done("undo", () => page.click("#undo"));
   assert.equal(await labelVoxels(), 0, "undo empties the label volume");
   assert.equal((await overlay()).n, 0, "undo removes the overlay");
+  assert.equal((await markerPixels()).green, 0, "undo removes the marker");
   await shot("4-undo");
   await done("redo", () => page.click("#redo"));
   assert.equal(await labelVoxels(), nLabel, "redo restores the mask");
@@ -194,6 +197,7 @@ try {
   const negReq = page.waitForRequest((r) => r.url().endsWith("/api/point"));
   await done("point", () => page.mouse.click(coronalPos[0], coronalPos[1]));
   assert.deepEqual(JSON.parse((await negReq).postData()), { voxel: target, positive: false }, "a coronal click maps to the same voxel");
+  assert.ok((await markerPixels()).red > 20, "a red marker shows the negative click in the coronal view");
   await shot("4b-coronal");
   await done("undo", () => page.click("#undo"));
   assert.equal(await labelVoxels(), nLabel, "undoing the negative click restores the mask");
@@ -249,9 +253,9 @@ try {
 
   // 5. Save: the label is in the datastore.
   await page.click("#save");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Saved"), null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Saved"), null, { timeout: 60000 });
   assert.ok(existsSync(join(datastore, "labels/final/brain1.nii.gz")), "save wrote labels/final/brain1.nii.gz");
-  await page.waitForSelector("#images li[data-id=brain1] .tag", { timeout: 10000 });
+  await page.waitForSelector("#images li[data-id=brain1] .tag", { timeout: 60000 });
   assert.match(await page.textContent("#images li[data-id=brain1] .tag"), /labelled/);
   await shot("6-saved");
   // Download NIfTI: a gzip'd NIfTI-1 on the image's grid.
@@ -263,7 +267,7 @@ try {
   assert.deepEqual(pageErrors, [], "no errors in the page so far");
   // DICOM SEG of an NRRD image: a clear message, no crash.
   await page.click("#dl-seg");
-  await page.waitForFunction(() => document.querySelector("#status").className === "error", null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector("#status").className === "error", null, { timeout: 60000 });
   const segError = await page.textContent("#status");
   log(`DICOM SEG of an NRRD image: "${segError}"`);
   assert.match(segError, /DICOM/);
@@ -273,7 +277,7 @@ try {
   await page.click("#tool-pos");
   await page.fill("#object-name", "ventricle");
   await page.click("#new-object button");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("New object"), null, { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("New object"), null, { timeout: 60000 });
   const other = await toCanvas([targetRas[0] + 40, targetRas[1] + 10, targetRas[2]]);
   await done("point", () => page.mouse.click(other[0], other[1]));
   const names = await page.$$eval("#objects li", (lis) => lis.map((li) => li.textContent));

@@ -204,6 +204,67 @@ function voxelOfMm(mm) {
   return v;
 }
 
+// ---------------------------------------------------------------- click markers
+// The clicks of the object in progress, drawn on a 2D canvas over niivue's:
+// green positive, red negative; on the slice they were made on, in any view.
+const markers = { list: [], undone: [] };  // entries: {voxel, positive} or null (an interaction without a point)
+const markerCanvas = document.createElement("canvas");
+markerCanvas.id = "markers";
+
+function mmOfVoxel(v) {
+  const a = state.base.hdr.affine;
+  return [0, 1, 2].map((r) => a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3]);
+}
+
+// The file axis closest to world axis w (0 = x: sagittal, 1 = y: coronal, 2 = z: axial).
+function fileAxisOf(w) {
+  const a = state.base.hdr.affine;
+  let best = 0;
+  for (let c = 1; c < 3; c++) if (Math.abs(a[w][c]) > Math.abs(a[w][best])) best = c;
+  return best;
+}
+
+function drawMarkers() {
+  const c = markerCanvas, gl = $("gl");
+  // Setting the size resets the bitmap (clearRect alone left old markers in headless Chromium).
+  c.width = gl.width;
+  c.height = gl.height;
+  const ctx = c.getContext("2d");
+  const points = markers.list.filter((m) => m);
+  if (!state.base || !points.length) return;
+  const cross = nv.frac2mm(nv.scene.crosshairPos);
+  const here = voxelOfMm(cross);
+  if (!here) return;
+  const planes = state.view === "multi" ? [2, 1, 0] : [{ axial: 2, coronal: 1, sagittal: 0 }[state.view]];
+  const r = 5 * (nv.uiData.dpr || 1);
+  for (const m of points)
+    for (const w of planes) {
+      const fa = fileAxisOf(w);
+      if (m.voxel[fa] !== here[fa]) continue;  // not on the shown slice
+      const mm = mmOfVoxel(m.voxel);
+      mm[w] = cross[w];
+      const p = nv.frac2canvasPos(nv.mm2frac(mm));
+      if (!p) continue;
+      ctx.beginPath();
+      ctx.arc(p[0], p[1], r, 0, 2 * Math.PI);
+      ctx.fillStyle = m.positive ? "#22c55e" : "#ef4444";
+      ctx.fill();
+      ctx.lineWidth = Math.max(1, r / 3);
+      ctx.strokeStyle = "#ffffff";
+      ctx.stroke();
+    }
+}
+
+// Keeps the markers in step with the server's history of the object in progress.
+function trackMarkers(what, body) {
+  if (what === "point") { markers.list.push({ voxel: body.voxel, positive: body.positive }); markers.undone = []; }
+  else if (what === "box" || what === "propagate") { markers.list.push(null); markers.undone = []; }
+  else if (what === "undo") { if (markers.list.length) markers.undone.push(markers.list.pop()); }
+  else if (what === "redo") { if (markers.undone.length) markers.list.push(markers.undone.pop()); }
+  else { markers.list = []; markers.undone = []; }  // commit, new object, edit, reset, discard
+  drawMarkers();
+}
+
 function setView(view) {
   state.view = view;
   const types = { axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL, sagittal: SLICE_TYPE.SAGITTAL, multi: SLICE_TYPE.MULTIPLANAR };
@@ -270,10 +331,7 @@ async function refreshObjects() {
     li.append(tag);
     li.classList.toggle("on", editing);
     li.title = editing ? "In progress: click to refine, Done to accept" : "Click to edit this object again";
-    if (!editing) li.onclick = () => run("Edit object", async () => {
-      applyRegion(await api("/api/edit_object", { method: "POST", body: { label: o.label } }));
-      await refreshObjects();
-    });
+    if (!editing) li.onclick = () => run("Edit object", () => interact("edit_object", { label: o.label }));
     ul.append(li);
   }
   $("undo").dataset.depth = s.undo_depth;
@@ -300,6 +358,7 @@ async function interact(what, body) {
   const reply = await api("/api/" + what, { method: "POST", body });
   const t1 = performance.now();
   applyRegion(reply);
+  trackMarkers(what, body);
   const t2 = performance.now();
   state.timings = { total: t2 - t0, request: t1 - t0, server: reply.latency_ms, draw: t2 - t1 };
   status(`${what}: ${(t2 - t0).toFixed(0)} ms (server ${reply.latency_ms?.toFixed?.(0) ?? "?"} ms, ` +
@@ -364,6 +423,8 @@ async function openImage(id) {
   state.base = base;
   state.labels = labels;
   state.maxLabel = null;
+  markers.list = [];
+  markers.undone = [];
   recolour(labels.img.reduce((a, v) => (v > a ? v : a), 0));
   nv.addVolume(base);
   nv.addVolume(labels);
@@ -505,6 +566,13 @@ document.addEventListener("keydown", (e) => {
 // ---------------------------------------------------------------- start
 async function start() {
   await nv.attachToCanvas(canvas);
+  canvas.after(markerCanvas);
+  const drawScene = nv.drawScene.bind(nv);
+  nv.drawScene = (...args) => {
+    const r = drawScene(...args);
+    drawMarkers();
+    return r;
+  };
   setTool("pos");
   updateButtons();
   const caps = await api("/api/capabilities");
@@ -518,4 +586,4 @@ async function start() {
 run("Start", start);
 
 // A handle for debugging in the console and for the browser tests.
-window.medicosam = { nv, state, voxelOfMm, openImage };
+window.medicosam = { nv, state, voxelOfMm, openImage, markers };
