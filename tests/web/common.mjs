@@ -101,6 +101,8 @@ export function pageTools(page, artifacts) {
         const d = window.medicosam.state.done;
         return d && d.count > n && d.what === w;
       }, [what, before], { timeout: 60000 });
+      const t = await page.evaluate(() => window.medicosam.state.timings);
+      if (t) log(`${what}: ${t.total.toFixed(0)} ms in the page (server ${t.server?.toFixed(0)}, round trip ${t.request.toFixed(0)}, drawing ${t.draw.toFixed(0)})`);
     },
     // Where world position `mm` (RAS) is drawn, in page coordinates.
     toCanvas: (mm) => page.evaluate((mm) => {

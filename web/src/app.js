@@ -306,8 +306,14 @@ function applyRegion(reply) {
         if (v > max) max = v;
       }
     }
-  if (max > state.maxLabel) recolour(max);
-  nv.updateGLVolume();
+  if (max > state.maxLabel) {
+    recolour(max);
+    nv.updateGLVolume();  // new colour table: refresh everything
+  } else {
+    // Only the label layer changed: re-upload it alone (updateGLVolume would also redo the image).
+    nv.refreshLayers(state.labels, 1);
+    nv.drawScene();
+  }
 }
 
 async function refreshObjects() {
