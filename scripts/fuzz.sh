@@ -10,6 +10,7 @@
 #   safetensors_fuzzer        the safetensors header parser
 #   npy_fuzzer                the .npy reader
 #   server_requests_fuzzer    the annotation server's request parsers (params, bodies, ids, sizes)
+#   server_dicomweb_fuzzer    the DICOMweb datastore's PACS-reply parsers (multipart/related, DICOM JSON)
 # Exits non-zero if a fuzzer finds a crash, leak, sanitizer report, timeout or
 # an allocation over -malloc_limit_mb; the reproducer is left in
 # $FUZZ_BUILD_DIR/artifacts/ (turn it into a regression test).
