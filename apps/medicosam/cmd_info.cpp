@@ -53,6 +53,14 @@ void run_info(const InfoArgs& a) {
               << "decoder:      " << j["decoder"].dump() << "\n"
               << "embedding:    " << j["embedding_shape"].dump() << "\n";
     if (j.contains("metadata")) std::cout << "metadata:     " << j["metadata"].dump() << "\n";
+    if (j.contains("semantic_head")) {
+      const auto& h = j["semantic_head"];
+      std::cout << "semantic:     "
+                << (h.contains("error") ? "head present but unusable: " + h["error"].get<std::string>()
+                                        : h["description"].get<std::string>() + ", " +
+                                              std::to_string(h["parameters"].get<int64_t>()) + " parameters")
+                << "\n";
+    }
     return;
   }
   const auto info = io::probe_image(a.path);

@@ -16,6 +16,7 @@ void register_session(CLI::App& app);
 void register_amg(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_semantic(CLI::App& app);
 // `train` re-executes itself per rank with --nproc, so it needs the command line.
 void register_train(CLI::App& app, int argc, char** argv);
 

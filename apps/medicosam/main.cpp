@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   medicosam::cli::register_propagate(app);
   medicosam::cli::register_session(app);
   medicosam::cli::register_amg(app);
+  medicosam::cli::register_semantic(app);
   medicosam::cli::register_serve(app);
   medicosam::cli::register_eval(app);
   medicosam::cli::register_train(app, argc, argv);
