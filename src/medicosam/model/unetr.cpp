@@ -42,17 +42,18 @@ UnetrSingleConvImpl::UnetrSingleConvImpl(int64_t in, int64_t out, int64_t kernel
 UnetrDeconvBlockImpl::UnetrDeconvBlockImpl(int64_t in, int64_t out, bool transpose) {
   block = register_module(
       "block", torch::nn::Sequential(UnetrUpsampler(in, out, transpose), UnetrSingleConv(out, out, 3),
-                                     torch::nn::BatchNorm2d(out), torch::nn::ReLU()));
+                                     torch::nn::BatchNorm2d(out), torch::nn::ReLU(torch::nn::ReLUOptions(true))));
 }
 
 UnetrConvBlockImpl::UnetrConvBlockImpl(int64_t in, int64_t out) {
   auto conv = [](int64_t i, int64_t o) {
     return torch::nn::Conv2d(torch::nn::Conv2dOptions(i, o, 3).padding(1));
   };
+  auto relu = [] { return torch::nn::ReLU(torch::nn::ReLUOptions(true)); };  // in place, as torch_em
   // InstanceNorm2d(affine=False): no parameters, as torch_em's default norm.
   block = register_module(
-      "block", torch::nn::Sequential(torch::nn::InstanceNorm2d(in), conv(in, out), torch::nn::ReLU(),
-                                     torch::nn::InstanceNorm2d(out), conv(out, out), torch::nn::ReLU()));
+      "block", torch::nn::Sequential(torch::nn::InstanceNorm2d(in), conv(in, out), relu(),
+                                     torch::nn::InstanceNorm2d(out), conv(out, out), relu()));
 }
 
 UnetrDecoderImpl::UnetrDecoderImpl(const std::vector<int64_t>& f, bool transpose) {
@@ -283,6 +284,7 @@ struct SemanticHead::Impl {
   Unetr head{nullptr};
   torch::Device device{torch::kCPU};
   std::string source;
+  bool channels_last = false;
 };
 
 SemanticHead::SemanticHead() = default;
@@ -305,6 +307,15 @@ SemanticHead SemanticHead::load(const std::string& checkpoint, const std::string
   h.impl_->head = unetr_from_tensors(tensors, path);
   h.impl_->device = torch::Device(device);
   h.impl_->head->to(h.impl_->device);
+  // Channels-last convolutions: with the released feature sizes (f = 64) oneDNN
+  // runs the high-resolution 3x3 convolutions of the last stages faster that
+  // way (whole head 1.4x on a 2-core CPU); tiny heads stay in plain layout.
+  h.impl_->channels_last = h.impl_->head->config.initial_features >= 32;
+  torch::NoGradGuard ng;
+  if (h.impl_->channels_last) {
+    for (auto& p : h.impl_->head->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
   h.impl_->source = path;
   return h;
 }
@@ -333,7 +344,8 @@ Tensor run_head(const SemanticHead::Impl& impl, const NpyArray& features, int in
   }
   const auto dtype = features.type == NpyType::kFloat32 ? torch::kFloat32 : torch::kFloat16;
   auto x = torch::from_blob(const_cast<uint8_t*>(features.data.data()), features.shape, dtype)
-               .to(impl.device, torch::kFloat32);
+               .to(impl.device, torch::kFloat32)
+               .contiguous(impl.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   Unetr head = impl.head;  // shares the module; forward is not const
   auto logits = head->forward(x);
   return UnetrImpl::postprocess(logits, side, input_h, input_w, original_h, original_w)[0];
