@@ -19,6 +19,7 @@
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/read.hpp"
 #include "medicosam/io/write.hpp"
+#include "medicosam/model/unetr.hpp"
 #include "medicosam/segment/amg.hpp"
 #include "medicosam/server/datastore.hpp"
 #include "medicosam/server/embedding_store.hpp"
@@ -200,6 +201,8 @@ class App {
   std::string state_dir_;
   std::unique_ptr<Datastore> ds_;
   std::vector<std::shared_ptr<Model>> models_;
+  // Models whose checkpoint carries a UNETR semantic head: name -> head ("<name>_semantic").
+  std::map<std::string, std::shared_ptr<const model::SemanticHead>> heads_;
   std::unique_ptr<EmbeddingStore> store_;
   std::unique_ptr<SessionManager> sessions_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring_;
@@ -237,6 +240,14 @@ App::App(const ServerOptions& o) : opt_(o) {
                  m->predictor->model().architecture, m->predictor->model().parameters,
                  m->predictor->model().img_size, m->predictor->model().precision, ms_since(t0));
     models_.push_back(m);
+    try {
+      auto head = std::make_shared<const model::SemanticHead>(model::SemanticHead::load(path, "", opt_.device));
+      spdlog::info("model '{}': {} (served as '{}_semantic')", name, head->config().describe(), name);
+      heads_[name] = std::move(head);
+    } catch (const CheckpointError& e) {
+      // A plain SAM checkpoint has no head; a head that is there but broken is an error.
+      if (std::string(e.what()).find("no semantic segmentation head") == std::string::npos) throw;
+    }
   }
   store_ = std::make_unique<EmbeddingStore>(opt_.memory_budget, (fs::path(state_dir_) / "cache").string());
   sessions_ = std::make_unique<SessionManager>(state_dir_, opt_.max_sessions, opt_.idle_timeout);
@@ -384,6 +395,21 @@ json App::info() const {
         {"dimension", 2},
         {"description", "SAM automatic mask generator on one slice (instances, no prompts)"},
         {"config", json::object()}};
+    if (const auto h = heads_.find(m->name); h != heads_.end()) {
+      const auto& c = h->second->config();
+      json labels = json::object();
+      if (c.num_classes == 1) {
+        labels["foreground"] = 1;
+      } else {
+        for (int64_t l = 1; l < c.num_classes; ++l) labels["class " + std::to_string(l)] = l;
+      }
+      models[m->name + "_semantic"] = {
+          {"type", "segmentation"},
+          {"labels", labels},
+          {"dimension", 3},
+          {"description", "automatic semantic segmentation, slice by slice (" + c.describe() + ")"},
+          {"config", json::object()}};
+    }
   }
   json stats;
   try {
@@ -409,12 +435,16 @@ json App::info() const {
 
 void App::infer(const Request& req, Response& res, const std::string& name) {
   const auto t_start = Clock::now();
-  // "<model>_2d" | "<model>_3d" | "<model>_automatic"
+  // "<model>_2d" | "<model>_3d" | "<model>_automatic" | "<model>_semantic"
   const auto us = name.rfind('_');
   if (us == std::string::npos) throw HttpError(404, "no model '" + name + "'");
   const auto kind = name.substr(us + 1);
-  if (kind != "2d" && kind != "3d" && kind != "automatic") throw HttpError(404, "no model '" + name + "'");
+  if (kind != "2d" && kind != "3d" && kind != "automatic" && kind != "semantic")
+    throw HttpError(404, "no model '" + name + "'");
   const auto m = model(name.substr(0, us));
+  const auto head = heads_.find(m->name);
+  if (kind == "semantic" && head == heads_.end())
+    throw HttpError(404, "no model '" + name + "': the checkpoint of '" + m->name + "' has no semantic head");
   const auto params = parse_infer_params(request_params(req));
   const auto output = param(req, "output", "all");
   if (output != "all" && output != "image" && output != "json" && output != "dicom_seg")
@@ -449,7 +479,35 @@ void App::infer(const Request& req, Response& res, const std::string& name) {
   std::string axis_used = "axial";
   int slice_used = -1;
 
-  if (kind == "automatic") {
+  if (kind == "semantic") {
+    // Every slice through the head; slices already embedded (by clicks, or an
+    // earlier run) cost only the head.
+    auto e = embeddings(m, ref, io::Axis::kAxial, {});
+    const auto& slices = e->slices();
+    const auto t0 = Clock::now();
+    std::map<int, std::vector<uint16_t>> per_slice;
+    for (int z = 0; z < slices.count(); ++z) {
+      e->prefetch(z);
+      const auto emb = e->get(z);
+      const auto orig = emb.original_size(), input = emb.input_size();
+      per_slice[z] = head->second->segment(emb.to_npy(), input.height, input.width, orig.height, orig.width,
+                                           m->predictor->model().img_size);
+    }
+    labels = slices.label_map(per_slice);
+    const auto& c = head->second->config();
+    json names = json::object();
+    for (uint16_t l : labels.labels_present()) {
+      io::SegmentInfo seg;
+      seg.label = l;
+      seg.name = c.num_classes == 1 ? "Foreground" : "Class " + std::to_string(l);
+      seg.algorithm_type = "AUTOMATIC";
+      seg.algorithm_name = "medicosam semantic (UNETR)";
+      labels.segments.push_back(seg);
+      names[seg.name] = l;
+    }
+    result["label_names"] = names;
+    result["latencies"] = {{"infer", ms_since(t0) / 1000.0}};
+  } else if (kind == "automatic") {
     auto e = embeddings(m, ref, io::Axis::kAxial, {});
     const auto& slices = e->slices();
     const int k = static_cast<int>(params.slice.value_or(slices.count() / 2));
