@@ -278,6 +278,29 @@ void save_unetr(const std::string& path, UnetrImpl& head) {
   }
 }
 
+Tensor semantic_loss(const Tensor& logits, const Tensor& labels, double dice_weight, double ce_weight) {
+  TORCH_CHECK(logits.dim() == 4 && labels.dim() == 3 && logits.size(0) == labels.size(0) &&
+                  logits.size(2) == labels.size(1) && logits.size(3) == labels.size(2),
+              "semantic_loss: logits (B,C,H,W) and labels (B,H,W) do not match");
+  const int64_t C = logits.size(1);
+  Tensor p, t, ce;
+  if (C == 1) {
+    t = (labels > 0).to(logits.dtype()).unsqueeze(1);
+    p = torch::sigmoid(logits);
+    ce = F::binary_cross_entropy_with_logits(logits, t);
+  } else {
+    p = torch::softmax(logits, 1);
+    t = F::one_hot(labels.to(torch::kLong), C).permute({0, 3, 1, 2}).to(logits.dtype());
+    ce = F::cross_entropy(logits, labels.to(torch::kLong));
+  }
+  // (C, B*H*W): every class over the whole batch, as torch_em's flatten_samples.
+  const auto pf = p.transpose(0, 1).reshape({C, -1}), tf = t.transpose(0, 1).reshape({C, -1});
+  const auto num = (pf * tf).sum(-1);
+  const auto den = ((pf * pf).sum(-1) + (tf * tf).sum(-1)).clamp_min(1e-7);
+  const auto dice = 1 - (2 * num / den).mean();
+  return dice_weight * dice + ce_weight * ce;
+}
+
 // ------------------------------------------------------------- SemanticHead
 
 struct SemanticHead::Impl {

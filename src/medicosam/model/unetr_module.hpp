@@ -107,6 +107,15 @@ Unetr unetr_from_tensors(const NamedTensors& tensors, const std::string& source)
 // file (its whole state dict is the head).
 NamedTensors read_unetr_tensors(const std::string& path, bool decoder_file);
 
+// The semantic loss of MedicoSAM's UNETR training (CustomCombinedLoss):
+// dice_weight * Dice + ce_weight * cross-entropy. logits (B, C, H, W), labels
+// (B, H, W) class indices (int64). Dice is torch_em's DiceLoss: per class over
+// the whole batch, 1 - mean_c 2 sum(p t) / max(sum(p^2) + sum(t^2), eps), with
+// p = softmax over the classes and t one-hot (one class: p = sigmoid, t =
+// labels > 0, and binary cross-entropy).
+torch::Tensor semantic_loss(const torch::Tensor& logits, const torch::Tensor& labels, double dice_weight = 0.5,
+                            double ce_weight = 0.5);
+
 // Writes a separate decoder file (micro_sam's decoder_path): a plain state dict
 // (.pth) or safetensors (bare keys) by extension, atomically.
 void save_unetr(const std::string& path, UnetrImpl& head);
