@@ -64,10 +64,11 @@ void run_semantic(const SemanticArgs& a) {
   }
 
   std::optional<segment::EmbeddingCache> cache;
+  int embedded = 0;  // slices the cache lacked and that were encoded into it
   if (!a.cache.empty()) {
     t0 = Clock::now();
     cache.emplace(segment::open_cache(predictor, slices, a.cache));
-    segment::compute_embeddings(predictor, slices, *cache, !a.quiet && !a.json);
+    embedded = segment::compute_embeddings(predictor, slices, *cache, !a.quiet && !a.json).computed;
     timings["embed"] = ms_since(t0);
   }
 
@@ -143,6 +144,7 @@ void run_semantic(const SemanticArgs& a) {
                      {"head", hc.describe()},
                      {"timings_ms", timings}};
     if (img.is_volume()) j["axis"] = a.image.axis;
+    if (cache) j["embedded_slices"] = embedded;
     std::cout << j.dump() << std::endl;
   } else if (!a.quiet) {
     std::string present;
