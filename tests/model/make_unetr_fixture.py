@@ -17,6 +17,9 @@ it with Debian's python3-torch:
       loads FILE's "decoder_state" (a joint checkpoint written by medicosam)
       strictly into the module, runs it on OUT/neck.npy and writes
       OUT/check_logits.npy.
+  make_unetr_fixture.py batch LINES --embed 0 --features 0 --classes 0 --grid 0
+      runs each line of LINES ("make OUT ..." / "check FILE OUT ...") in this
+      one process (importing torch once).
 """
 import argparse
 import os
@@ -144,9 +147,9 @@ def randomise(model, gen):
                 m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=gen)))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["make", "check"])
+    ap.add_argument("mode", choices=["make", "check", "batch"])
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--embed", type=int, required=True)
     ap.add_argument("--features", type=int, required=True)
@@ -156,8 +159,14 @@ def main():
     ap.add_argument("--input", type=int, nargs=2, default=None)
     ap.add_argument("--original", type=int, nargs=2, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     torch.set_num_threads(2)
+    if a.mode == "batch":  # one command line per line of the file, in one process
+        with open(a.paths[0]) as f:
+            for line in f:
+                if line.strip():
+                    main(line.split())
+        return
     model = SemanticDecoder(a.embed, a.features, a.classes, a.transpose).eval()
     if a.mode == "make":
         (out,) = a.paths
