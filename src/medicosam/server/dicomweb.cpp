@@ -482,23 +482,17 @@ void DicomWebDatastore::save_label(const std::string& id, const std::string& tag
                                    const io::Volume& source, const json& info) {
   if (tag != "final") return Datastore::save_label(id, tag, labels, source, info);
   const auto series_dir = image_path(id);
-  const auto tmp = (fs::path(root()) / ".medicosam" / "tmp" / ("seg-" + random_hex(16) + ".dcm")).string();
   std::string bytes, seg_series, seg_study;
-  try {
-    io::write_segmentation(tmp, labels, source, series_dir);
-    bytes = read_file(tmp);
+  {
+    const ScratchPath tmp((fs::path(root()) / ".medicosam" / "tmp" / ("seg-" + random_hex(16) + ".dcm")).string());
+    io::write_segmentation(tmp.path(), labels, source, series_dir);
+    bytes = read_file(tmp.path());
     try {
-      const auto s = io::list_dicom_series(tmp);
+      const auto s = io::list_dicom_series(tmp.path());
       if (!s.empty()) seg_series = s[0].series_uid, seg_study = s[0].study_uid;
     } catch (const Error&) {
     }
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
   }
-  std::error_code ec;
-  fs::remove(tmp, ec);
   const auto t0 = Clock::now();
   client_.store_instance(bytes);  // throws (502/504): nothing local is written then
   spdlog::info("dicomweb: label of series {} stored on {} as DICOM SEG series {} ({} bytes) in {:.0f} ms", id,
@@ -549,8 +543,9 @@ std::string DicomWebDatastore::label_file(const std::string& id, const std::stri
   for (const auto& s : it->second)
     if (s.date_time >= seg.date_time) seg = s;
   const auto geometry = io::probe_image(image_path(id)).geometry;  // the SEG goes onto the series' grid
-  const auto tmp = fs::path(root()) / ".medicosam" / "tmp" / ("pacs-seg-" + random_hex(16));
-  try {
+  const ScratchPath scratch((fs::path(root()) / ".medicosam" / "tmp" / ("pacs-seg-" + random_hex(16))).string());
+  const fs::path tmp = scratch.path();
+  {
     fs::create_directories(tmp);
     client_.retrieve_series(seg.study_uid, seg.series_uid, tmp.string());
     io::LabelMap labels;
@@ -567,13 +562,7 @@ std::string DicomWebDatastore::label_file(const std::string& id, const std::stri
     for (const auto& s : labels.segments) names.push_back({{"idx", s.label}, {"name", s.name}});
     set_label_info(id, tag, {{"label_info", names}, {"source", "DICOM SEG on the PACS"}, {"dicom_seg", {{"series_uid", seg.series_uid}}}});
     spdlog::info("dicomweb: label of series {} taken from SEG series {} on {}", id, seg.series_uid, client_.url());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
   }
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
   return label_path(id, tag);
 }
 

@@ -1,5 +1,7 @@
 #include "medicosam/server/requests.hpp"
 
+#include <filesystem>
+
 #include <cctype>
 #include <cmath>
 
@@ -211,6 +213,11 @@ std::string base64_encode(const uint8_t* d, size_t n) {
     out += '=';
   }
   return out;
+}
+
+ScratchPath::~ScratchPath() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace medicosam::server

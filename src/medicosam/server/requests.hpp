@@ -74,6 +74,21 @@ struct BoxRequest {
 };
 BoxRequest parse_box_request(const nlohmann::json& body);
 
+// A scratch file or folder that is removed (errors ignored) when the guard goes
+// out of scope, on success and on exceptions alike: temporary results never
+// outlive the request that made them.
+class ScratchPath {
+ public:
+  explicit ScratchPath(std::string path) : path_(std::move(path)) {}
+  ~ScratchPath();
+  ScratchPath(const ScratchPath&) = delete;
+  ScratchPath& operator=(const ScratchPath&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // Base64 (RFC 4648, with padding) for region updates.
 std::string base64_encode(const uint8_t* data, size_t n);
 

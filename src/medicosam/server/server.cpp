@@ -181,6 +181,8 @@ class App {
   // smallest type that holds the labels).
   std::string write_temp(const io::LabelMap& labels, const std::string& ext, const io::Volume* source = nullptr,
                          const std::string& source_path = "", bool uint16 = false);
+  // A volume (image) as .nii.gz bytes, on its own grid: what viewers get for any source format.
+  std::string nifti_bytes(const io::Volume& volume);
 
   // MONAI Label
   json info() const;
@@ -342,18 +344,21 @@ std::shared_ptr<SliceEmbeddings> App::embeddings(const std::shared_ptr<Model>& m
 
 std::string App::write_temp(const io::LabelMap& labels, const std::string& ext, const io::Volume* source,
                             const std::string& source_path, bool uint16) {
-  const auto path = (fs::path(state_dir_) / "tmp" / ("result-" + random_hex(16) + ext)).string();
+  const ScratchPath tmp((fs::path(state_dir_) / "tmp" / ("result-" + random_hex(16) + ext)).string());
   if (source) {
-    io::write_segmentation(path, labels, *source, source_path);
+    io::write_segmentation(tmp.path(), labels, *source, source_path);
   } else {
     io::LabelWriteOptions o;
     if (uint16) o.type = io::LabelWriteOptions::Type::kUInt16;
-    io::write_label_map(path, labels, o);
+    io::write_label_map(tmp.path(), labels, o);
   }
-  std::string bytes = read_file(path);
-  std::error_code ec;
-  fs::remove(path, ec);
-  return bytes;
+  return read_file(tmp.path());
+}
+
+std::string App::nifti_bytes(const io::Volume& volume) {
+  const ScratchPath tmp((fs::path(state_dir_) / "tmp" / ("image-" + random_hex(16) + ".nii.gz")).string());
+  io::write_image(tmp.path(), volume);
+  return read_file(tmp.path());
 }
 
 void App::housekeeping() {
@@ -651,18 +656,9 @@ void App::put_label(const Request& req, Response& res) {
     const auto ext = image_extension(f.filename);
     if (ext.empty() && !ends_with(lower(f.filename), ".seg.nrrd"))
       throw HttpError(400, "the label must be .nii.gz, .nii, .nrrd, .mha or .bin");
-    const auto tmp = (fs::path(state_dir_) / "tmp" / ("label-" + random_hex(16) + (ext.empty() ? ".nrrd" : ext))).string();
-    write_file_atomic(tmp, f.content);
-    io::LabelMap up;
-    try {
-      up = io::read_label_map(tmp);
-    } catch (...) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw;
-    }
-    std::error_code ec;
-    fs::remove(tmp, ec);
+    const ScratchPath tmp((fs::path(state_dir_) / "tmp" / ("label-" + random_hex(16) + (ext.empty() ? ".nrrd" : ext))).string());
+    write_file_atomic(tmp.path(), f.content);
+    const auto up = io::read_label_map(tmp.path());
     if (up.size() != vol->size()) {
       const auto s = up.size(), v = vol->size();
       throw HttpError(400, "the label is " + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
@@ -974,11 +970,7 @@ void App::install(httplib::Server& svr) {
       // A DICOM series goes out as NIfTI on the grid the server works on (as MONAI
       // Label sends series to 3D Slicer), so clicks and labels line up with it.
       const auto vol = volume(datastore_image(id));
-      const auto tmp = (fs::path(state_dir_) / "tmp" / ("image-" + random_hex(16) + ".nii.gz")).string();
-      io::write_image(tmp, *vol);
-      std::string bytes = read_file(tmp);
-      std::error_code ec;
-      fs::remove(tmp, ec);
+      std::string bytes = nifti_bytes(*vol);
       if (req.method == "HEAD") {
         res.set_header("Content-Length", std::to_string(bytes.size()));
         res.status = 200;
@@ -1158,12 +1150,7 @@ void App::install(httplib::Server& svr) {
             attach(*s);
             // NIfTI on the exact voxel grid of the region updates (voxel [i,j,k] = file index),
             // whatever the source format (DICOM series, NRRD, PNG...): one format for every viewer.
-            const auto path = (fs::path(state_dir_) / "tmp" / ("image-" + random_hex(16) + ".nii.gz")).string();
-            io::write_image(path, s->embeddings->slices().volume());
-            std::string bytes = read_file(path);
-            std::error_code ec;
-            fs::remove(path, ec);
-            reply_file(res, std::move(bytes), "application/octet-stream", "image.nii.gz");
+            reply_file(res, nifti_bytes(s->embeddings->slices().volume()), "application/octet-stream", "image.nii.gz");
           }));
   svr.Get(R"(/api/export/?)", wrap([this](const Request& req, Response& res) {
             auto s = lease(req);
