@@ -13,6 +13,7 @@
 #include "medicosam/core/progress.hpp"
 #include "medicosam/io/write.hpp"
 #include "medicosam/model/unetr.hpp"
+#include "medicosam/segment/semantic.hpp"
 #include "medicosam/segment/embedding_cache.hpp"
 
 namespace medicosam::cli {
@@ -115,14 +116,7 @@ void run_semantic(const SemanticArgs& a) {
   timings["head"] = head_ms;
 
   // Describe the classes (DICOM SEG segments): made by an algorithm, not a person.
-  for (uint16_t l : labels.labels_present()) {
-    io::SegmentInfo info;
-    info.label = l;
-    info.name = hc.num_classes == 1 ? "Foreground" : "Class " + std::to_string(l);
-    info.algorithm_type = "AUTOMATIC";
-    info.algorithm_name = "medicosam semantic (UNETR)";
-    labels.segments.push_back(info);
-  }
+  segment::describe_semantic_classes(labels, hc.num_classes);
 
   t0 = Clock::now();
   if (format == io::SegmentationFormat::kPng) {  // the slice's label values

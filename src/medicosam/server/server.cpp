@@ -21,6 +21,7 @@
 #include "medicosam/io/write.hpp"
 #include "medicosam/model/unetr.hpp"
 #include "medicosam/segment/amg.hpp"
+#include "medicosam/segment/semantic.hpp"
 #include "medicosam/server/datastore.hpp"
 #include "medicosam/server/embedding_store.hpp"
 #include "medicosam/server/requests.hpp"
@@ -499,17 +500,9 @@ void App::infer(const Request& req, Response& res, const std::string& name) {
                                            m->predictor->model().img_size);
     }
     labels = slices.label_map(per_slice);
-    const auto& c = head->second->config();
+    segment::describe_semantic_classes(labels, head->second->config().num_classes);
     json names = json::object();
-    for (uint16_t l : labels.labels_present()) {
-      io::SegmentInfo seg;
-      seg.label = l;
-      seg.name = c.num_classes == 1 ? "Foreground" : "Class " + std::to_string(l);
-      seg.algorithm_type = "AUTOMATIC";
-      seg.algorithm_name = "medicosam semantic (UNETR)";
-      labels.segments.push_back(seg);
-      names[seg.name] = l;
-    }
+    for (const auto& seg : labels.segments) names[seg.name] = seg.label;
     result["label_names"] = names;
     result["latencies"] = {{"infer", ms_since(t0) / 1000.0}};
   } else if (kind == "automatic") {
