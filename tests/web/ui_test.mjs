@@ -286,10 +286,22 @@ try {
   assert.match(names[1], /ventricle/);
   await shot("7-two-objects");
 
+  // 6b. A reload (or a crashed tab) continues the same session: objects and the one in progress come back.
+  const dialogs = [];
+  page.on("dialog", (d) => { dialogs.push(d.type()); d.accept().catch(() => {}); });
+  const beforeReload = await labelVoxels();
+  await page.reload();
+  await page.waitForFunction(() => /^Resumed brain1/.test(document.querySelector("#status")?.textContent || ""), null, { timeout: 60000 });
+  assert.equal(await labelVoxels(), beforeReload, "the resumed page shows the same labels");
+  assert.equal((await page.$$("#objects li")).length, 2, "both objects are back");
+  log(`reload resumed the session (${beforeReload} label voxels; dialogs: ${dialogs.join(",")})`);
+  await page.click("#tool-pos");
+
   // 7. Upload a 2D JPEG (an RGB ultrasound image) and segment it.
   await page.setInputFiles("#upload", join(sharedDir, "data/busi/images/benign_001.jpg"));
   await page.waitForFunction(() => /^benign_001: \d+×\d+×1 /.test(document.querySelector("#status").textContent), null, { timeout: 120000 });
   assert.ok(existsSync(join(datastore, "benign_001.jpg")), "the upload is in the datastore");
+  assert.ok(dialogs.includes("confirm"), "opening another image with unsaved objects asks first");
   await page.waitForFunction(() => document.querySelector("#progress-box").hidden, null, { timeout: 120000 });
   const mid = await page.evaluate(() => {
     const r = window.medicosam.nv.canvas.getBoundingClientRect();

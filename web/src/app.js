@@ -28,6 +28,7 @@ const state = {
   objects: [],
   current: null,
   busy: 0,
+  dirty: false,      // objects drawn since the last save
   maxLabel: null,    // the label overlay's colour table spans [0, maxLabel]
   lastRequest: null, // for tests and the status line: the last interaction sent
 };
@@ -101,6 +102,7 @@ async function run(label, fn) {
     if (e instanceof ApiError && e.status === 410) {
       status(label + ": the session expired; reopening the image…", true);
       state.token = null;
+      state.dirty = false;  // the expired session's objects are gone with it
       if (state.image) await openImage(state.image).catch(() => {});
     } else {
       status(label + " failed: " + e.message, true);
@@ -125,9 +127,12 @@ setInterval(() => {
   if (state.token) api("/api/heartbeat", { method: "POST" }).catch(() => {});
 }, LEASE_HEARTBEAT_MS);
 
-window.addEventListener("pagehide", () => {
-  // Best effort: the lease also expires on its own (idle timeout).
-  if (state.token) fetch("/api/release", { method: "POST", headers: authHeaders(), body: "", keepalive: true });
+// The lease is not released when the page goes: a reload (or a crashed tab) resumes the
+// same session with its objects (start()); an abandoned lease expires on the server.
+window.addEventListener("beforeunload", (e) => {
+  if (!state.dirty) return;
+  e.preventDefault();
+  e.returnValue = "";  // the browser asks whether to leave with unsaved objects
 });
 
 // ---------------------------------------------------------------- viewer
@@ -370,6 +375,7 @@ async function interact(what, body) {
   status(`${what}: ${(t2 - t0).toFixed(0)} ms (server ${reply.latency_ms?.toFixed?.(0) ?? "?"} ms, ` +
          `round trip ${(t1 - t0).toFixed(0)} ms, drawing ${(t2 - t1).toFixed(0)} ms)`);
   await refreshObjects();
+  if (what !== "new_object") state.dirty = true;
   state.done = { what, count: (state.done?.count ?? 0) + 1 };  // interactions finished (tests wait on it)
   return reply;
 }
@@ -407,11 +413,23 @@ async function listImages() {
 }
 
 async function openImage(id) {
+  // Opening another image ends this one's session: accepted objects not saved would be gone.
+  if (state.dirty && state.image &&
+      !confirm(`The objects drawn on ${state.image} are not saved. Open ${id} anyway and drop them?`)) return;
   status("Opening " + id + "…");
   await ensureLease();
   const model = $("model").value || undefined;
-  state.meta = await api("/api/set_image", { method: "POST", body: { image: id, model } });
+  const meta = await api("/api/set_image", { method: "POST", body: { image: id, model } });
+  await showImage(id, meta);
+  state.dirty = false;
+}
+
+// Loads the session's image and labels into the viewer (after set_image, or when a
+// reloaded page resumes its lease).
+async function showImage(id, meta) {
+  state.meta = meta;
   state.image = id;
+  localStorage.setItem("medicosam.lease", JSON.stringify({ token: state.token, image: id }));
   for (const v of [...nv.volumes]) nv.removeVolume(v);
   state.base = state.labels = null;
   const headers = authHeaders();
@@ -526,6 +544,7 @@ $("new-object").onsubmit = (e) => {
 };
 $("save").onclick = () => run("Save", async () => {
   const r = await api("/api/save", { method: "POST", body: { tag: "final" } });
+  state.dirty = false;
   status(`Saved ${r.objects} object(s) of ${r.image} to the datastore`);
   await listImages();
 });
@@ -587,7 +606,26 @@ async function start() {
   await listImages();
   status(`Connected to medicosam ${caps.version}. Pick an image.`);
   const wanted = new URLSearchParams(location.search).get("image");
-  if (wanted) await openImage(wanted);
+  if (wanted) return openImage(wanted);
+  // A reloaded page continues its session (objects, undo history) if the lease is still alive.
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem("medicosam.lease") || "null");
+  } catch (_) { /* ignore */ }
+  if (saved?.token && saved?.image) {
+    state.token = saved.token;
+    try {
+      const s = await api("/api/state");
+      if (s.image === saved.image) {
+        await showImage(saved.image, { axis: "axial", slices: s.slices });
+        state.dirty = s.objects.length > 0 || !!s.current;
+        status(`Resumed ${saved.image} where you left it (${s.objects.length} object(s)).`);
+        return;
+      }
+    } catch (_) { /* expired: start afresh */ }
+    state.token = null;
+    localStorage.removeItem("medicosam.lease");
+  }
 }
 run("Start", start);
 
