@@ -294,7 +294,7 @@ TEST(Unetr, HeadsThatDoNotFitGiveErrorsNamingFileAndKey) {
     const auto path = write(t, "misshaped.pth");
     const auto msg = message_of<CheckpointError>([&] { SemanticHead::load("", path); });
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    EXPECT_NE(msg.find("mis-shaped key(s) (decoder.samplers.1.conv.weight (file [8,16,3,3], expected [8,16,1,1]))"),
+    EXPECT_NE(msg.find("mis-shaped key(s) (decoder.samplers.1.conv.weight (file [8,16,3,3], model [8,16,1,1]))"),
               std::string::npos)
         << msg;
   }

@@ -41,12 +41,9 @@ SamConfig config_from_tensors(const std::vector<std::pair<std::string, torch::Te
   return derive_config(shapes, source, hints);
 }
 
-void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                     const std::string& source) {
-  auto expected = sam_state_dict(sam);
-  std::map<std::string, torch::Tensor> by_name;
-  for (const auto& [name, t] : expected) by_name[name] = t;
-
+void copy_state_strict(const std::vector<std::pair<std::string, torch::Tensor>>& expected,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& what) {
+  std::map<std::string, torch::Tensor> by_name(expected.begin(), expected.end());
   std::vector<std::string> missing, unexpected, mismatched;
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
@@ -65,10 +62,10 @@ void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torc
 
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::ostringstream msg;
-    msg << "'" << source << "' does not fit the model it describes:";
-    auto list = [&](const char* what, const std::vector<std::string>& v) {
+    msg << what << ":";
+    auto list = [&](const char* kind, const std::vector<std::string>& v) {
       if (v.empty()) return;
-      msg << " " << v.size() << " " << what << " (";
+      msg << " " << v.size() << " " << kind << " (";
       for (size_t i = 0; i < v.size() && i < 20; ++i) msg << (i ? ", " : "") << v[i];
       if (v.size() > 20) msg << ", ...";
       msg << ");";
@@ -86,6 +83,11 @@ void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torc
     auto& dst = by_name[name];
     dst.copy_(t.to(dst.dtype()));
   }
+}
+
+void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                     const std::string& source) {
+  copy_state_strict(sam_state_dict(sam), tensors, "'" + source + "' does not fit the model it describes");
 }
 
 LoadedSam load_sam(const std::string& path, const torch::Device& device) {

@@ -31,6 +31,11 @@ struct LoadedSam {
 // unexpected or mis-shaped key at once.
 LoadedSam load_sam(const std::string& path, const torch::Device& device = torch::kCPU);
 
+// Copies `tensors` into the module parameters/buffers `expected` (a state dict
+// of the module, names -> its own tensors), strictly: CheckpointError starting
+// with `what` and listing every missing, unexpected and mis-shaped key otherwise.
+void copy_state_strict(const std::vector<std::pair<std::string, torch::Tensor>>& expected,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& what);
 // Copies `tensors` into `sam` by name. `source` names the file in errors.
 void load_state_dict(SamImpl& sam, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                      const std::string& source);

@@ -7,6 +7,7 @@
 
 #include "medicosam/checkpoint/checkpoint.hpp"
 #include "medicosam/core/error.hpp"
+#include "medicosam/model/loader.hpp"
 #include "medicosam/model/save.hpp"
 #include "medicosam/model/unetr_module.hpp"
 
@@ -207,45 +208,8 @@ UnetrConfig unetr_config_from_tensors(const NamedTensors& tensors, const std::st
 Unetr unetr_from_tensors(const NamedTensors& tensors, const std::string& source) {
   const UnetrConfig c = unetr_config_from_tensors(tensors, source);
   Unetr head(c);
-  const auto expected = unetr_state_dict(*head);
-  std::map<std::string, Tensor> by_name(expected.begin(), expected.end());
-  std::vector<std::string> missing, unexpected, mismatched;
-  std::set<std::string> seen;
-  for (const auto& [name, t] : tensors) {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) {
-      unexpected.push_back(name);
-      continue;
-    }
-    seen.insert(name);
-    if (it->second.sizes() != t.sizes())
-      mismatched.push_back(name + " (file " + shape_str(t.sizes()) + ", expected " + shape_str(it->second.sizes()) +
-                           ")");
-  }
-  for (const auto& [name, t] : expected)
-    if (!seen.count(name)) missing.push_back(name);
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::ostringstream msg;
-    msg << "'" << source << "' semantic head (decoder_state) does not fit a " << c.describe() << ":";
-    auto list = [&](const char* what, const std::vector<std::string>& v) {
-      if (v.empty()) return;
-      msg << " " << v.size() << " " << what << " (";
-      for (size_t i = 0; i < v.size() && i < 20; ++i) msg << (i ? ", " : "") << v[i];
-      if (v.size() > 20) msg << ", ...";
-      msg << ");";
-    };
-    list("missing key(s)", missing);
-    list("unexpected key(s)", unexpected);
-    list("mis-shaped key(s)", mismatched);
-    std::string s = msg.str();
-    s.pop_back();
-    throw CheckpointError(s);
-  }
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, t] : tensors) {
-    auto& dst = by_name[name];
-    dst.copy_(t.to(dst.dtype()));
-  }
+  copy_state_strict(unetr_state_dict(*head), tensors,
+                    "'" + source + "' semantic head (decoder_state) does not fit a " + c.describe());
   head->eval();
   return head;
 }
