@@ -10,14 +10,6 @@
 namespace medicosam::model {
 namespace {
 
-std::string shape_str(c10::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << "]";
-  return o.str();
-}
-
 bool is_sam_key(const std::string& k) {
   return k.rfind("image_encoder.", 0) == 0 || k.rfind("prompt_encoder.", 0) == 0 || k.rfind("mask_decoder.", 0) == 0;
 }
@@ -33,6 +25,14 @@ std::map<std::string, std::string> hints_from_metadata(const nlohmann::json& met
 }
 
 }  // namespace
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
+  o << "]";
+  return o.str();
+}
 
 SamConfig config_from_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::string& source, const std::map<std::string, std::string>& hints) {

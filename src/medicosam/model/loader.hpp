@@ -31,6 +31,9 @@ struct LoadedSam {
 // unexpected or mis-shaped key at once.
 LoadedSam load_sam(const std::string& path, const torch::Device& device = torch::kCPU);
 
+// "[a,b,c]": a tensor shape in error messages.
+std::string shape_str(c10::IntArrayRef s);
+
 // Copies `tensors` into the module parameters/buffers `expected` (a state dict
 // of the module, names -> its own tensors), strictly: CheckpointError starting
 // with `what` and listing every missing, unexpected and mis-shaped key otherwise.

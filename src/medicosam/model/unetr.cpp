@@ -152,14 +152,6 @@ NamedTensors unetr_state_dict(UnetrImpl& head) {
 
 namespace {
 
-std::string shape_str(c10::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << "]";
-  return o.str();
-}
-
 const Tensor* find(const NamedTensors& tensors, const std::string& name) {
   for (const auto& [n, t] : tensors)
     if (n == name) return &t;

@@ -31,13 +31,6 @@ namespace {
 
 constexpr auto kListingTtl = std::chrono::seconds(5);
 
-std::string random_hex(int n) {
-  std::random_device rd;
-  static const char* hex = "0123456789abcdef";
-  std::string t;
-  for (int i = 0; i < n; ++i) t += hex[rd() % 16];
-  return t;
-}
 
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

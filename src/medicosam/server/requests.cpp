@@ -1,6 +1,7 @@
 #include "medicosam/server/requests.hpp"
 
 #include <filesystem>
+#include <random>
 
 #include <cctype>
 #include <cmath>
@@ -213,6 +214,14 @@ std::string base64_encode(const uint8_t* d, size_t n) {
     out += '=';
   }
   return out;
+}
+
+std::string random_hex(int n) {
+  std::random_device rd;
+  static const char* hex = "0123456789abcdef";
+  std::string t;
+  for (int i = 0; i < n; ++i) t += hex[rd() % 16];
+  return t;
 }
 
 ScratchPath::~ScratchPath() {

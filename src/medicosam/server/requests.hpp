@@ -74,6 +74,9 @@ struct BoxRequest {
 };
 BoxRequest parse_box_request(const nlohmann::json& body);
 
+// n random hexadecimal digits (names of scratch files, lease tokens' parts).
+std::string random_hex(int n);
+
 // A scratch file or folder that is removed (errors ignored) when the guard goes
 // out of scope, on success and on exceptions alike: temporary results never
 // outlive the request that made them.

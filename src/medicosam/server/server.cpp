@@ -46,13 +46,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string random_hex(int n) {
-  std::random_device rd;
-  static const char* hex = "0123456789abcdef";
-  std::string t;
-  for (int i = 0; i < n; ++i) t += hex[rd() % 16];
-  return t;
-}
 
 void reply_json(Response& res, const json& j, int status = 200) {
   res.status = status;
