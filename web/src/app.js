@@ -128,7 +128,8 @@ setInterval(() => {
 }, LEASE_HEARTBEAT_MS);
 
 // The lease is not released when the page goes: a reload (or a crashed tab) resumes the
-// same session with its objects (start()); an abandoned lease expires on the server.
+// same session with its objects (start(); the token is kept per tab in sessionStorage, so
+// a second tab gets a session of its own); an abandoned lease expires on the server.
 window.addEventListener("beforeunload", (e) => {
   if (!state.dirty) return;
   e.preventDefault();
@@ -429,7 +430,7 @@ async function openImage(id) {
 async function showImage(id, meta) {
   state.meta = meta;
   state.image = id;
-  localStorage.setItem("medicosam.lease", JSON.stringify({ token: state.token, image: id }));
+  sessionStorage.setItem("medicosam.lease", JSON.stringify({ token: state.token, image: id }));
   for (const v of [...nv.volumes]) nv.removeVolume(v);
   state.base = state.labels = null;
   const headers = authHeaders();
@@ -610,7 +611,7 @@ async function start() {
   // A reloaded page continues its session (objects, undo history) if the lease is still alive.
   let saved = null;
   try {
-    saved = JSON.parse(localStorage.getItem("medicosam.lease") || "null");
+    saved = JSON.parse(sessionStorage.getItem("medicosam.lease") || "null");
   } catch (_) { /* ignore */ }
   if (saved?.token && saved?.image) {
     state.token = saved.token;
@@ -624,7 +625,7 @@ async function start() {
       }
     } catch (_) { /* expired: start afresh */ }
     state.token = null;
-    localStorage.removeItem("medicosam.lease");
+    sessionStorage.removeItem("medicosam.lease");
   }
 }
 run("Start", start);
