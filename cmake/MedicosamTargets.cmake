@@ -37,3 +37,16 @@ function(medicosam_add_test name)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120
     PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "MEDICOSAM_CLI=${CMAKE_BINARY_DIR}/apps/medicosam/medicosam")
 endfunction()
+
+# What medicosam_io links against (ITK readers, DCMTK for DICOM SEG, zlib, libpng,
+# libjpeg). A macro, so the imported targets land in the calling directory: io
+# itself, and python/ for its position-independent copies.
+macro(medicosam_find_io_dependencies)
+  find_package(ITK REQUIRED COMPONENTS
+    ITKCommon ITKIOImageBase ITKIONIFTI ITKIONRRD ITKIOMeta ITKIOGDCM
+    ITKIOPNG ITKIOTIFF ITKIOBMP)
+  find_package(DCMTK REQUIRED CONFIG)
+  find_package(ZLIB REQUIRED)
+  find_package(PNG REQUIRED)
+  find_package(JPEG REQUIRED)
+endmacro()
