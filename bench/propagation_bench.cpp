@@ -4,7 +4,7 @@
 // same for every SAM size), plus embedding throughput per slice.
 //
 //   medicosam_propagation_bench [--model CKPT] [--slices 100] [--size 512]
-//       [--projection mask] [--threads 2] [--encode-slices 3]
+//       [--projection mask] [--threads 2] [--encode-slices 3] [--precision auto|fp32|bf16]
 //
 // --model defaults to the parity fixture (an official-size mask decoder);
 // a ViT-B checkpoint gives the same propagation numbers and real encoder ones.
@@ -55,8 +55,22 @@ class MemorySlices : public segment::SliceSegmenter {
     ++calls;
     return r;
   }
+  // Batched (every walk's slice of a round in one decoder call) unless
+  // `sequential`, which decodes one slice per call as before.
+  std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests, bool multimask) override {
+    if (sequential) return SliceSegmenter::predict_many(requests, multimask);
+    const auto t0 = Clock::now();
+    std::vector<predict::Embedding> e;
+    std::vector<predict::Prompt> prompts;
+    for (const auto& r : requests) e.push_back(e_[r.z]), prompts.push_back(r.prompt);
+    auto out = p_.predict_each(e, prompts, multimask);
+    decode_seconds += since(t0);
+    calls += static_cast<int>(requests.size());
+    return out;
+  }
   double decode_seconds = 0;
   int calls = 0;
+  bool sequential = false;
 
  private:
   predict::SamPredictor& p_;
@@ -70,7 +84,7 @@ int main(int argc, char** argv) try {
   tune_runtime_environment(argv);
   std::string model = std::string(MEDICOSAM_SHARED_DIR) + "/fixtures/sam_parity/sam_tiny_seed0.pth";
   int slices = 100, size = 512, threads = 2, encode_slices = 3;
-  std::string projection = "mask";
+  std::string projection = "mask", precision = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -89,14 +103,16 @@ int main(int argc, char** argv) try {
       projection = next();
     else if (a == "--encode-slices")
       encode_slices = std::stoi(next());
+    else if (a == "--precision")
+      precision = next();
     else
       throw std::runtime_error("unknown argument " + a);
   }
-  predict::SamPredictor predictor(model, {threads, "cpu"});
+  predict::SamPredictor predictor(model, {threads, "cpu", precision});
   const auto& m = predictor.model();
-  std::printf("propagation bench: model %s (%s), %d thread(s), %d slices of %dx%d, projection %s\n",
+  std::printf("propagation bench: model %s (%s), %d thread(s), %d slices of %dx%d, projection %s, precision %s\n",
               m.path.c_str(), m.architecture.c_str(), threads, slices, size, size,
-              projection.c_str());
+              projection.c_str(), m.precision.c_str());
 
   // Random ViT-B-shaped embeddings (the decoder input is (1,256,64,64) for every SAM).
   segment::Rng rng(1);
@@ -129,28 +145,33 @@ int main(int argc, char** argv) try {
   opt.iou_threshold = 0.0;
   // Warm-up (allocator, first-call overheads).
   segment::segment_from_mask(seg, k, masks[k], opt.projection, opt.box_extension);
-  seg.decode_seconds = 0;
-  seg.calls = 0;
-  // Keep the object alive: an emptied mask would end propagation early, so
-  // re-seed empty predictions from the start mask (the bench measures cost).
-  auto t0 = Clock::now();
-  const double cpu0 = cpu_seconds();
-  const auto r = segment::segment_mask_in_volume(seg, masks, {k}, opt);
-  const double total = since(t0);
-  const double cpu = cpu_seconds() - cpu0;
-  std::printf(
-      "propagated slices %d..%d: %d decoder calls in %.3f s total (%.1f ms/slice; "
-      "decoder+post-processing "
-      "%.1f ms/slice, prompts from masks %.1f ms/slice)\n",
-      r.z_min, r.z_max, seg.calls, total, 1e3 * total / std::max(1, seg.calls),
-      1e3 * seg.decode_seconds / std::max(1, seg.calls),
-      1e3 * (total - seg.decode_seconds) / std::max(1, seg.calls));
-  std::printf(
-      "  CPU time %.3f s (%.1f ms/slice, all threads); load average at the start: see `uptime`\n",
-      cpu, 1e3 * cpu / std::max(1, seg.calls));
-  if (seg.calls < slices - 1) {
-    std::printf("note: propagation ended early (the random decoder returned an empty mask)\n");
+  // Both directions from the middle slice: one slice per call (as before
+  // batching) and both directions' slices in one call, side by side.
+  const std::vector<segment::BinaryMask> start = masks;
+  double wall[2] = {0, 0};
+  for (const bool sequential : {true, false}) {
+    masks = start;
+    seg.sequential = sequential;
+    seg.decode_seconds = 0;
+    seg.calls = 0;
+    auto t0 = Clock::now();
+    const double cpu0 = cpu_seconds();
+    const auto r = segment::segment_mask_in_volume(seg, masks, {k}, opt);
+    const double total = since(t0);
+    const double cpu = cpu_seconds() - cpu0;
+    wall[sequential ? 0 : 1] = total;
+    std::printf(
+        "%s: propagated slices %d..%d: %d slices decoded in %.3f s total (%.1f ms/slice; "
+        "decoder+post-processing %.1f ms/slice, prompts from masks %.1f ms/slice)\n",
+        sequential ? "one slice per decoder call" : "both directions per decoder call", r.z_min, r.z_max,
+        seg.calls, total, 1e3 * total / std::max(1, seg.calls), 1e3 * seg.decode_seconds / std::max(1, seg.calls),
+        1e3 * (total - seg.decode_seconds) / std::max(1, seg.calls));
+    std::printf("  CPU time %.3f s (%.1f ms/slice, all threads)\n", cpu, 1e3 * cpu / std::max(1, seg.calls));
+    if (seg.calls < slices - 1) {
+      std::printf("note: propagation ended early (the random decoder returned an empty mask)\n");
+    }
   }
+  std::printf("batched vs one per call: %.2fx\n", wall[0] / wall[1]);
 
   // Where a decoder call goes: a ViT-B-configured SAM with random weights, box +
   // mask prompt (the `mask` projection), stages timed separately (median of 10).
@@ -158,6 +179,7 @@ int main(int argc, char** argv) try {
     torch::InferenceMode guard;
     model::Sam sam(model::SamConfig::vit_b());
     sam->eval();
+    sam->mask_decoder->set_precision(model::resolve_precision(precision, false));
     auto emb = torch::randn({1, 256, 64, 64});
     auto pe = sam->prompt_encoder->dense_pe();
     auto boxes = torch::tensor({100.f, 120.f, 400.f, 380.f}).view({1, 4});
@@ -204,7 +226,7 @@ int main(int argc, char** argv) try {
     std::vector<uint8_t> img(static_cast<size_t>(size) * size * 3);
     for (auto& v : img) v = static_cast<uint8_t>(rng.uniform_int(256));
     predictor.encode(img.data(), size, size, 3);  // warm-up
-    t0 = Clock::now();
+    auto t0 = Clock::now();
     for (int i = 0; i < encode_slices; ++i) predictor.encode(img.data(), size, size, 3);
     std::printf("embedding: %.0f ms per %dx%d slice (%s encoder, median of %d)\n",
                 1e3 * since(t0) / encode_slices, size, size, m.architecture.c_str(), encode_slices);

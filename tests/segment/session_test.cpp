@@ -80,7 +80,8 @@ TEST(Session, CorrectionsRestartPropagationFromThePromptedSlices) {
   f.s.add_point(8, {18, 20, 1});
   f.oracle.calls.clear();
   const auto r = f.s.propagate();
-  const std::vector<int> expected{2, 1, 9, 10, 4, 5, 7, 6};
+  // Per round, one slice of each walk: down 2, up 9, gap up 4, gap down 7; then 1, 10, 5, 6.
+  const std::vector<int> expected{2, 9, 4, 7, 1, 10, 5, 6};
   EXPECT_EQ(f.oracle.called_slices(), expected);
   EXPECT_EQ(r.z_min, 2);
   EXPECT_EQ(r.z_max, 9);

@@ -66,19 +66,36 @@ class EmbeddingSlices : public segment::SliceSegmenter {
   int num_slices() const override { return slices_.count(); }
   predict::Size2 slice_size() const override { return slices_.model_size(); }
   int low_res_size() const override { return predictor_.model().low_res_size; }
-  predict::Prediction predict(int z, const predict::Prompt& prompt, bool multimask) override {
+  // Slice z's embedding, encoded the first time it is needed.
+  const predict::Embedding& embedding(int z) {
     if (!cache_[size_t(z)]) {
       const auto t0 = Clock::now();
       const auto img = slices_.model_image(z);
       cache_[size_t(z)] = predictor_.encode(img.data.data(), img.height, img.width, 3);
       if (encode_seconds_) *encode_seconds_ += seconds_since(t0);
     }
+    return *cache_[size_t(z)];
+  }
+  predict::Prediction predict(int z, const predict::Prompt& prompt, bool multimask) override {
+    embedding(z);
     if (z != current_) {
       predictor_.set_embedding(*cache_[size_t(z)]);
       current_ = z;
     }
     ++decoded_;
     return predictor_.predict(prompt, multimask);
+  }
+  // All requests through the decoder at once (SamPredictor::predict_each).
+  std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests,
+                                                bool multimask) override {
+    std::vector<predict::Embedding> embeddings;
+    std::vector<predict::Prompt> prompts;
+    for (const auto& r : requests) {
+      embeddings.push_back(embedding(r.z));
+      prompts.push_back(r.prompt);
+    }
+    decoded_ += static_cast<int>(requests.size());
+    return predictor_.predict_each(embeddings, prompts, multimask);
   }
   int decoded() const { return decoded_; }
 
@@ -145,6 +162,39 @@ class MemoSlices : public segment::SliceSegmenter {
   predict::Size2 slice_size() const override { return base_->slice_size(); }
   int low_res_size() const override { return base_->low_res_size(); }
   predict::Prediction predict(int z, const predict::Prompt& p, bool multimask) override {
+    return predict_many({{z, p}}, multimask).front();
+  }
+  // Answers remembered requests and sends the others to the base in one batch.
+  std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests,
+                                                bool multimask) override {
+    std::vector<predict::Prediction> out(requests.size());
+    std::vector<Request> missing;
+    std::vector<size_t> where;
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto key = key_of(requests[i].z, requests[i].prompt, multimask);
+      auto it = memo_.find(key);
+      if (it != memo_.end()) {
+        out[i] = it->second;
+        continue;
+      }
+      missing.push_back(requests[i]);
+      where.push_back(i);
+      keys.push_back(std::move(key));
+    }
+    if (!missing.empty()) {
+      auto preds = base_->predict_many(missing, multimask);
+      for (size_t j = 0; j < missing.size(); ++j) {
+        memo_.emplace(std::move(keys[j]), preds[j]);
+        out[where[j]] = std::move(preds[j]);
+      }
+    }
+    return out;
+  }
+  void clear() { memo_.clear(); }
+
+ private:
+  static std::string key_of(int z, const predict::Prompt& p, bool multimask) {
     std::string key = std::to_string(z) + (multimask ? "m" : "s");
     char buf[128];
     for (const auto& pt : p.points) {
@@ -163,15 +213,8 @@ class MemoSlices : public segment::SliceSegmenter {
         h = (h ^ bytes[i]) * 0x100000001b3ULL;
       key += "|m" + std::to_string(h);
     }
-    auto it = memo_.find(key);
-    if (it != memo_.end()) return it->second;
-    auto pred = base_->predict(z, p, multimask);
-    memo_.emplace(std::move(key), pred);
-    return pred;
+    return key;
   }
-  void clear() { memo_.clear(); }
-
- private:
   segment::SliceSegmenter* base_;
   std::map<std::string, predict::Prediction> memo_;
 };

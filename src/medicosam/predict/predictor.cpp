@@ -144,6 +144,7 @@ SamPredictor::SamPredictor(const std::string& checkpoint, const PredictorOptions
   model::retain_freed_memory();
   impl_->loaded = model::load_sam(checkpoint, impl_->device);
   impl_->loaded.sam->image_encoder->set_precision(precision);
+  impl_->loaded.sam->mask_decoder->set_precision(precision);
   {
     torch::InferenceMode guard;
     // Laid out channels-last, so the decoder's token-major view of it is a view.
@@ -239,10 +240,40 @@ std::vector<Prediction> SamPredictor::predict_batch(const Embedding& embedding, 
                                                     bool multimask_output, bool want_logits) const {
   if (prompts.empty()) throw InputError("no prompt given");
   if (&embedding != &impl_->current) check_embedding(embedding);
-  const auto& emb = *embedding.impl;
+  return decode(std::vector<const Embedding*>(prompts.size(), &embedding), prompts, multimask_output, want_logits);
+}
+
+std::vector<Prediction> SamPredictor::predict_each(const std::vector<Embedding>& embeddings,
+                                                   const std::vector<Prompt>& prompts, bool multimask_output,
+                                                   bool want_logits) const {
+  if (prompts.empty()) throw InputError("no prompt given");
+  if (embeddings.size() != prompts.size()) {
+    throw InputError(std::to_string(prompts.size()) + " prompts for " + std::to_string(embeddings.size()) +
+                     " image embeddings (one each expected)");
+  }
+  std::vector<const Embedding*> per_prompt;
+  for (const auto& e : embeddings) {
+    check_embedding(e);
+    if (!(e.original_size() == embeddings.front().original_size())) {
+      throw InputError("embeddings of one batch must share their image size (" +
+                       std::to_string(e.original_size().width) + "x" + std::to_string(e.original_size().height) +
+                       " vs " + std::to_string(embeddings.front().original_size().width) + "x" +
+                       std::to_string(embeddings.front().original_size().height) + ")");
+    }
+    per_prompt.push_back(&e);
+  }
+  return decode(per_prompt, prompts, multimask_output, want_logits);
+}
+
+std::vector<Prediction> SamPredictor::decode(const std::vector<const Embedding*>& embeddings,
+                                             const std::vector<Prompt>& prompts, bool multimask_output,
+                                             bool want_logits) const {
+  const auto& emb = *embeddings.front()->impl;  // geometry shared by all (checked by the callers)
   // An embedding computed on another device (a cache on disk is CPU) is moved for this call.
-  const Tensor features =
-      emb.features.device() == impl_->device ? emb.features : emb.features.to(impl_->device);
+  auto features_of = [&](const Embedding* e) {
+    const auto& f = e->impl->features;
+    return f.device() == impl_->device ? f : f.to(impl_->device);
+  };
   const int L = impl_->summary.low_res_size;
   for (size_t i = 0; i < prompts.size(); ++i) validate_prompt(prompts[i], emb.original, L, prompts.size() > 1 ? i + 1 : 0);
 
@@ -288,6 +319,18 @@ std::vector<Prediction> SamPredictor::predict_batch(const Embedding& embedding, 
       m.reserve(static_cast<size_t>(B) * L * L);
       for (size_t i : idx) m.insert(m.end(), prompts[i].mask_input->begin(), prompts[i].mask_input->end());
       masks = torch::tensor(m).view({B, 1, L, L}).to(impl_->device);
+    }
+    // One image shared by the whole group (broadcast by the decoder), or one per prompt.
+    const bool one_image = std::all_of(idx.begin(), idx.end(), [&](size_t i) {
+      return embeddings[i]->impl == embeddings[idx.front()]->impl;
+    });
+    Tensor features;
+    if (one_image) {
+      features = features_of(embeddings[idx.front()]);
+    } else {
+      std::vector<Tensor> f;
+      for (size_t i : idx) f.push_back(features_of(embeddings[i]));
+      features = torch::cat(f, 0);
     }
     auto [sparse, dense] = sam.prompt_encoder->forward(coords, labels, boxes, masks);
     auto [low_res, iou] = sam.mask_decoder->forward(features, impl_->dense_pe, sparse, dense,

@@ -134,12 +134,23 @@ class SamPredictor {
   // so several threads can decode on different images with one predictor.
   std::vector<Prediction> predict_batch(const Embedding& embedding, const std::vector<Prompt>& prompts,
                                         bool multimask_output, bool want_logits = false) const;
+  // Decodes prompts[i] against embeddings[i]: one batch over several images of
+  // the same size (e.g. the two slices that both directions of a propagation
+  // reach at one step). Prompts of the same structure go through the decoder
+  // together, so the per-call overheads and the GEMMs' small sizes are paid
+  // once. Each embedding must fit this model (check_embedding) and all must
+  // share one original size (InputError otherwise).
+  std::vector<Prediction> predict_each(const std::vector<Embedding>& embeddings, const std::vector<Prompt>& prompts,
+                                       bool multimask_output, bool want_logits = false) const;
   // InputError if `e` is empty or was not made by a model of this shape.
   void check_embedding(const Embedding& e) const;
 
   struct Impl;
 
  private:
+  // Decodes prompts[i] on *embeddings[i] (all checked, one image size).
+  std::vector<Prediction> decode(const std::vector<const Embedding*>& embeddings, const std::vector<Prompt>& prompts,
+                                 bool multimask_output, bool want_logits) const;
   std::unique_ptr<Impl> impl_;
 };
 

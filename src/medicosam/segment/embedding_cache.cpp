@@ -315,6 +315,18 @@ predict::Prediction CachedSliceSegmenter::predict(int z, const predict::Prompt& 
   return predictor_.predict(prompt, multimask_output);
 }
 
+std::vector<predict::Prediction> CachedSliceSegmenter::predict_many(const std::vector<Request>& requests,
+                                                                    bool multimask_output) {
+  if (requests.size() == 1) return {predict(requests[0].z, requests[0].prompt, multimask_output)};
+  std::vector<predict::Embedding> embeddings;
+  std::vector<predict::Prompt> prompts;
+  for (const auto& r : requests) {
+    embeddings.push_back(r.z == current_ ? predictor_.embedding() : cache_.load(r.z));
+    prompts.push_back(r.prompt);
+  }
+  return predictor_.predict_each(embeddings, prompts, multimask_output);
+}
+
 }  // namespace medicosam::segment
 
 namespace medicosam::segment {

@@ -110,6 +110,9 @@ class CachedSliceSegmenter : public SliceSegmenter {
   predict::Size2 slice_size() const override { return cache_.original_size(); }
   int low_res_size() const override { return predictor_.model().low_res_size; }
   predict::Prediction predict(int z, const predict::Prompt& prompt, bool multimask_output) override;
+  // All requests through the decoder at once (SamPredictor::predict_each).
+  std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests,
+                                                bool multimask_output) override;
 
  private:
   predict::SamPredictor& predictor_;

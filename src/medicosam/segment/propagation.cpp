@@ -348,49 +348,104 @@ BinaryMask mask_or(const BinaryMask& a, const BinaryMask& b) {
   return m;
 }
 
+// One walk of micro_sam's segment_range: from slice `start` by `inc`, each
+// slice prompted from its predecessor; `done(z)` says when to stop; with a
+// threshold, it stops before writing a slice whose IoU with its predecessor is
+// too low.
+struct Walk {
+  int next;  // slice decoded in the next round
+  int inc;
+  std::function<bool(int)> done;
+  std::optional<double> threshold;
+  int last;  // last slice written (the start until one is)
+  bool active = true;
+};
+
 class Propagator {
  public:
   Propagator(SliceSegmenter& s, std::vector<BinaryMask>& seg, const PropagationOptions& o,
              PropagationResult& r)
       : s_(s), seg_(seg), o_(o), r_(r) {}
 
-  BinaryMask decode(int z, const BinaryMask& prompt_mask) {
-    auto m = segment_from_mask(s_, z, prompt_mask, o_.projection, o_.box_extension);
-    if (o_.on_slice) o_.on_slice(z);
-    return m;
+  Walk walk(int start, int inc, std::function<bool(int)> done, std::optional<double> threshold) {
+    return Walk{start + inc, inc, std::move(done), threshold, start};
   }
 
-  // micro_sam segment_range: walk from z_start by inc; `done(z)` says when to
-  // stop; with a threshold, stop before writing a slice whose IoU with its
-  // predecessor is too low. Returns the last slice written (or z_start).
-  template <typename Done>
-  int range(int z_start, int inc, Done done, std::optional<double> threshold) {
-    int z = z_start + inc;
+  // Advances every walk one slice per round until all are done; the slices of
+  // a round are decoded in one predict_many call. The walks write disjoint
+  // slices and each reads only what it wrote (or its annotated start), so the
+  // result equals running them one after another.
+  void run(std::vector<Walk>& walks) {
     while (true) {
-      const BinaryMask& prev = seg_[z - inc];
-      BinaryMask cur = decode(z, prev);
-      PropagationStep step{z, z - inc, mask_iou(prev, cur), true};
-      if (threshold && step.iou < *threshold) {
-        step.written = false;
-        r_.steps.push_back(step);
-        break;
+      std::vector<Walk*> round;
+      std::vector<BinaryMask> prompts;
+      for (auto& w : walks) {
+        if (!w.active) continue;
+        round.push_back(&w);
+        prompts.push_back(seg_[w.next - w.inc]);
       }
-      r_.steps.push_back(step);
-      seg_[z] = std::move(cur);
-      z += inc;
-      if (done(z)) break;
+      if (round.empty()) break;
+      std::vector<int> zs;
+      for (const auto* w : round) zs.push_back(w->next);
+      auto masks = decode(zs, prompts);
+      for (size_t i = 0; i < round.size(); ++i) {
+        Walk& w = *round[i];
+        const int z = w.next;
+        PropagationStep step{z, z - w.inc, mask_iou(prompts[i], masks[i]), true};
+        if (w.threshold && step.iou < *w.threshold) {
+          step.written = false;
+          r_.steps.push_back(step);
+          w.active = false;
+          continue;
+        }
+        r_.steps.push_back(step);
+        seg_[z] = std::move(masks[i]);
+        w.last = z;
+        w.next = z + w.inc;
+        if (w.done(w.next)) w.active = false;
+      }
     }
-    return z - inc;
   }
 
-  void middle(int z) {
-    const auto prompt = mask_or(seg_[z - 1], seg_[z + 1]);
-    BinaryMask cur = decode(z, prompt);
-    r_.steps.push_back({z, -1, mask_iou(prompt, cur), true});
-    seg_[z] = std::move(cur);
+  // Slices prompted with the union of both neighbours, all in one call.
+  void middles(const std::vector<int>& zs) {
+    if (zs.empty()) return;
+    std::vector<BinaryMask> prompts;
+    for (int z : zs) prompts.push_back(mask_or(seg_[z - 1], seg_[z + 1]));
+    auto masks = decode(zs, prompts);
+    for (size_t i = 0; i < zs.size(); ++i) {
+      r_.steps.push_back({zs[i], -1, mask_iou(prompts[i], masks[i]), true});
+      seg_[zs[i]] = std::move(masks[i]);
+    }
   }
 
  private:
+  // segment_from_mask for several slices at once: empty prompts give empty
+  // masks without a decoder call; the rest go through one predict_many.
+  std::vector<BinaryMask> decode(const std::vector<int>& zs, const std::vector<BinaryMask>& prompt_masks) {
+    const auto size = s_.slice_size();
+    std::vector<BinaryMask> out(zs.size(), BinaryMask(size.height, size.width));
+    std::vector<SliceSegmenter::Request> requests;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < zs.size(); ++i) {
+      auto prompt = prompt_from_mask(prompt_masks[i], o_.projection, o_.box_extension, s_.low_res_size());
+      if (prompt.empty()) continue;
+      requests.push_back({zs[i], std::move(prompt)});
+      which.push_back(i);
+    }
+    if (!requests.empty()) {
+      const auto preds = s_.predict_many(requests, /*multimask_output=*/false);
+      for (size_t j = 0; j < which.size(); ++j) {
+        const auto& pred = preds[j];
+        out[which[j]] = BinaryMask(pred.height, pred.width, pred.mask(0));
+      }
+    }
+    if (o_.on_slice) {
+      for (int z : zs) o_.on_slice(z);
+    }
+    return out;
+  }
+
   SliceSegmenter& s_;
   std::vector<BinaryMask>& seg_;
   const PropagationOptions& o_;
@@ -398,6 +453,14 @@ class Propagator {
 };
 
 }  // namespace
+
+std::vector<predict::Prediction> SliceSegmenter::predict_many(const std::vector<Request>& requests,
+                                                              bool multimask_output) {
+  std::vector<predict::Prediction> out;
+  out.reserve(requests.size());
+  for (const auto& r : requests) out.push_back(predict(r.z, r.prompt, multimask_output));
+  return out;
+}
 
 PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter,
                                          std::vector<BinaryMask>& segmentation,
@@ -433,39 +496,43 @@ PropagationResult segment_mask_in_volume(SliceSegmenter& segmenter,
   const int z0 = annotated.front(), z1 = annotated.back();
   const double thr = options.iou_threshold;
 
-  result.z_min = (z0 > 0 && !options.stop_lower) ? p.range(
-                                                       z0, -1, [](int z) { return z < 0; }, thr)
-                                                 : z0;
-  result.z_max = (z1 < Z - 1 && !options.stop_upper)
-                     ? p.range(
-                           z1, +1, [Z](int z) { return z > Z - 1; }, thr)
-                     : z1;
-
+  // 1-2: outwards below the lowest and above the highest annotated slice.
+  std::vector<Walk> walks;
+  int lower = -1, upper = -1;
+  if (z0 > 0 && !options.stop_lower) {
+    lower = static_cast<int>(walks.size());
+    walks.push_back(p.walk(z0, -1, [](int z) { return z < 0; }, thr));
+  }
+  if (z1 < Z - 1 && !options.stop_upper) {
+    upper = static_cast<int>(walks.size());
+    walks.push_back(p.walk(z1, +1, [Z](int z) { return z > Z - 1; }, thr));
+  }
+  // 3: the gaps between annotated slices, without a threshold.
+  std::vector<int> middle;
   for (size_t i = 0; i + 1 < annotated.size(); ++i) {
     const int a = annotated[i], b = annotated[i + 1];
     const int diff = b - a, mid = (a + b) / 2;
     if (diff == 1) continue;
     if (a == z0 && options.stop_lower) {
-      p.range(
-          b, -1, [a](int z) { return z <= a; }, std::nullopt);
+      walks.push_back(p.walk(b, -1, [a](int z) { return z <= a; }, std::nullopt));
     } else if (b == z1 && options.stop_upper) {
-      p.range(
-          a, +1, [b](int z) { return z >= b; }, std::nullopt);
+      walks.push_back(p.walk(a, +1, [b](int z) { return z >= b; }, std::nullopt));
     } else if (diff == 2) {
-      p.middle(a + 1);
+      middle.push_back(a + 1);
     } else {
       if (diff % 2 == 0) {
-        p.range(
-            a, +1, [mid](int z) { return z >= mid; }, std::nullopt);
+        walks.push_back(p.walk(a, +1, [mid](int z) { return z >= mid; }, std::nullopt));
       } else {
-        p.range(
-            a, +1, [mid](int z) { return z > mid; }, std::nullopt);
+        walks.push_back(p.walk(a, +1, [mid](int z) { return z > mid; }, std::nullopt));
       }
-      p.range(
-          b, -1, [mid](int z) { return z <= mid; }, std::nullopt);
-      if (diff % 2 == 0) p.middle(mid);
+      walks.push_back(p.walk(b, -1, [mid](int z) { return z <= mid; }, std::nullopt));
+      if (diff % 2 == 0) middle.push_back(mid);
     }
   }
+  p.run(walks);
+  p.middles(middle);
+  result.z_min = lower >= 0 ? walks[size_t(lower)].last : z0;
+  result.z_max = upper >= 0 ? walks[size_t(upper)].last : z1;
   return result;
 }
 

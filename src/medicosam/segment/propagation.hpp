@@ -39,6 +39,16 @@ class SliceSegmenter {
   // Decodes one prompt on slice z (0 <= z < num_slices()).
   virtual predict::Prediction predict(int z, const predict::Prompt& prompt,
                                       bool multimask_output) = 0;
+  // One prompt per request, each on its own slice, decoded together where the
+  // segmenter can batch them (SAM on stored embeddings: one decoder call); the
+  // default decodes them one after another in the given order. Answers are in
+  // request order.
+  struct Request {
+    int z = 0;
+    predict::Prompt prompt;
+  };
+  virtual std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests,
+                                                        bool multimask_output);
 };
 
 // SliceSegmenter over an ImageSegmenter (SAM predictor, oracle, baseline) and a
@@ -133,7 +143,10 @@ struct PropagationOptions {
   std::function<void(int z)> on_slice;
 };
 
-// One decoder step of a propagation, in the order they happened.
+// One decoder step of a propagation. Every independent walk (downwards,
+// upwards, each end of each gap) advances one slice per round and a round's
+// slices are decoded in one predict_many call, so steps of different walks
+// interleave; within a walk they are in order.
 struct PropagationStep {
   int z = 0;            // slice decoded
   int from = 0;         // slice whose mask gave the prompt (-1: OR of both neighbours)

@@ -92,6 +92,19 @@ predict::Prediction StoredSliceSegmenter::predict(int z, const predict::Prompt& 
   return embeddings_->model().predictor->predict_batch(e, {prompt}, multimask).front();
 }
 
+std::vector<predict::Prediction> StoredSliceSegmenter::predict_many(const std::vector<Request>& requests,
+                                                                    bool multimask) {
+  std::vector<predict::Embedding> embeddings;
+  std::vector<predict::Prompt> prompts;
+  for (const auto& r : requests) {
+    embeddings_->prefetch(r.z);
+    embeddings.push_back(embeddings_->get(r.z));
+    prompts.push_back(r.prompt);
+  }
+  std::lock_guard<std::mutex> lock(embeddings_->model().decode_mutex);
+  return embeddings_->model().predictor->predict_each(embeddings, prompts, multimask);
+}
+
 // ------------------------------------------------------------- EmbeddingStore
 
 EmbeddingStore::EmbeddingStore(uint64_t budget_bytes, std::string cache_root)

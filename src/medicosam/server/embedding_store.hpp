@@ -78,6 +78,9 @@ class StoredSliceSegmenter : public segment::SliceSegmenter {
   predict::Size2 slice_size() const override { return embeddings_->slices().model_size(); }
   int low_res_size() const override;
   predict::Prediction predict(int z, const predict::Prompt& prompt, bool multimask_output) override;
+  // All requests through the decoder at once (SamPredictor::predict_each).
+  std::vector<predict::Prediction> predict_many(const std::vector<Request>& requests,
+                                                bool multimask_output) override;
 
  private:
   std::shared_ptr<SliceEmbeddings> embeddings_;
