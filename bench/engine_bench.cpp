@@ -145,6 +145,7 @@ int main(int argc, char** argv) try {
     model::Sam sam(cfg);
     sam->eval();
     sam->image_encoder->set_precision(model::resolve_precision(p, false));
+    sam->mask_decoder->set_precision(model::resolve_precision(p, false));
     sams.push_back(sam);
   }
   const size_t np = precisions.size();

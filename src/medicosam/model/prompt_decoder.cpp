@@ -127,6 +127,22 @@ Tensor softmax_short_rows(const Tensor& x) {
   return e / e.sum(-1, /*keepdim=*/true);
 }
 
+// Batched product x (B,M,K) . y (B,K,N) over image tokens. In bfloat16 each
+// batch entry goes through a 2-D mm: libtorch 1.13's CPU bmm took 4x as long
+// as mm for the same (1, 56, 256) x (1, 256, 4096) product (transposed views
+// are fine for mm). float32 keeps matmul, the reference path.
+Tensor image_matmul(const Tensor& x, const Tensor& y) {
+  if (x.scalar_type() != torch::kBFloat16 || !x.device().is_cpu() || x.dim() != 3 || y.dim() != 3) {
+    return torch::matmul(x, y);
+  }
+  const int64_t B = std::max(x.size(0), y.size(0));
+  auto pick = [](const Tensor& t, int64_t b) { return t.size(0) == 1 ? t[0] : t[b]; };
+  if (B == 1) return torch::mm(x[0], y[0]).unsqueeze(0);
+  std::vector<Tensor> out;
+  for (int64_t b = 0; b < B; ++b) out.push_back(torch::mm(pick(x, b), pick(y, b)));
+  return torch::stack(out);
+}
+
 }  // namespace
 
 DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads, int64_t downsample_rate)
@@ -147,9 +163,11 @@ Tensor DecoderAttentionImpl::forward(const Tensor& q_in, const Tensor& k_in, con
   auto split = [&](const Tensor& x) {
     return x.reshape({x.size(0), x.size(1), num_heads, x.size(2) / num_heads}).transpose(1, 2);
   };
-  auto q = split(q_proj->forward(q_in));
-  auto k = split(k_proj->forward(k_in));
-  auto v = split(v_proj->forward(v_in));
+  // The projections below are float32 (reduced-precision image operands are
+  // only used by the factored forms).
+  auto q = split(q_proj->forward(q_in.to(torch::kFloat32)));
+  auto k = split(k_proj->forward(k_in.to(torch::kFloat32)));
+  auto v = split(v_proj->forward(v_in.to(torch::kFloat32)));
   const int64_t c_per_head = q.size(3);
   auto attn = torch::matmul(q, k.permute({0, 1, 3, 2}));
   attn = attn / std::sqrt(static_cast<double>(c_per_head));
@@ -172,9 +190,11 @@ Tensor DecoderAttentionImpl::forward_few_queries(const Tensor& q_in, const Tenso
   auto wk = k_proj->weight.view({num_heads, hd, C});                           // (h,hd,C)
   auto a = torch::matmul(q, wk);                                               // (B,h,T,C)
   a = a / std::sqrt(static_cast<double>(hd));
-  auto scores = torch::matmul(a.reshape({B, num_heads * T, C}), k_in.transpose(1, 2));  // (B,hT,N)
-  auto p = torch::softmax(scores, -1);
-  auto z = torch::matmul(p, v_in).view({B, num_heads, T, C});  // (B,h,T,C)
+  // The two products over the N image tokens take k_in's / v_in's dtype.
+  auto scores = image_matmul(a.reshape({B, num_heads * T, C}).to(k_in.scalar_type()),
+                              k_in.transpose(1, 2));  // (B,hT,N)
+  auto p = torch::softmax(scores, -1, torch::kFloat32);
+  auto z = image_matmul(p.to(v_in.scalar_type()), v_in).to(torch::kFloat32).view({B, num_heads, T, C});  // (B,h,T,C)
   auto wv = v_proj->weight.view({num_heads, hd, C});
   auto out =
       torch::matmul(z, wv.transpose(1, 2)) + v_proj->bias.view({num_heads, 1, hd});  // (B,h,T,hd)
@@ -198,13 +218,16 @@ Tensor DecoderAttentionImpl::forward_few_keys(const Tensor& q_in, const Tensor& 
   auto m = torch::matmul(wq.transpose(1, 2), k.transpose(2, 3)) * scale;
   auto c = torch::matmul(q_proj->bias.view({1, num_heads, 1, hd}), k.transpose(2, 3)) *
            scale;  // (B,h,1,T)
-  auto scores =
-      torch::matmul(q_in, m.permute({0, 2, 1, 3}).reshape({B, C, num_heads * T}));  // (B,N,hT)
+  // The two products over the N image tokens take q_in's dtype.
+  const auto dt = q_in.scalar_type();
+  auto scores = image_matmul(q_in, m.permute({0, 2, 1, 3}).reshape({B, C, num_heads * T}).to(dt))
+                    .to(torch::kFloat32);  // (B,N,hT)
   scores = scores.view({B, N, num_heads, T}) + c.permute({0, 2, 1, 3});
   auto p = softmax_short_rows(scores).reshape({B, N, num_heads * T});
   auto wo = out_proj->weight.view({C, num_heads, hd}).permute({1, 2, 0});  // (h,hd,C)
   auto u = torch::matmul(v, wo).reshape({B, num_heads * T, C});            // (B,hT,C)
-  return torch::matmul(p, u) + out_proj->bias;
+  if (dt == torch::kFloat32) return torch::matmul(p, u) + out_proj->bias;
+  return image_matmul(p.to(dt), u.to(dt)).to(torch::kFloat32).add_(out_proj->bias);
 }
 
 TwoWayAttentionBlockImpl::TwoWayAttentionBlockImpl(const DecoderConfig& c, bool skip)
@@ -233,9 +256,12 @@ std::pair<Tensor, Tensor> TwoWayAttentionBlockImpl::forward(Tensor queries, Tens
   }
   queries = norm1->forward(queries);
 
-  auto k = keys + key_pe;
+  // Image-token operands in image_dtype (one conversion each, shared by both
+  // cross-attentions); the residual stream `keys` stays float32.
+  auto k = (keys + key_pe).to(image_dtype);
+  auto v = keys.to(image_dtype);
   queries =
-      norm2->forward(queries + cross_attn_token_to_image->forward(queries + query_pe, k, keys));
+      norm2->forward(queries + cross_attn_token_to_image->forward(queries + query_pe, k, v));
   queries = norm3->forward(queries + mlp->forward(queries));
   auto q = queries + query_pe;
   keys = norm4->forward(keys + cross_attn_image_to_token->forward(k, q, queries));
@@ -268,7 +294,8 @@ std::pair<Tensor, Tensor> TwoWayTransformerImpl::forward(const Tensor& image,
     std::tie(queries, keys) =
         layer->as<TwoWayAttentionBlockImpl>()->forward(queries, keys, tokens, key_pe);
   }
-  auto attn_out = final_attn_token_to_image->forward(queries + tokens, keys + key_pe, keys);
+  auto attn_out = final_attn_token_to_image->forward(queries + tokens, (keys + key_pe).to(image_dtype),
+                                                     keys.to(image_dtype));
   queries = norm_final_attn->forward(queries + attn_out);
   return {queries, keys};
 }
@@ -339,9 +366,19 @@ Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hy
   const auto& ct1 = *up[0]->as<torch::nn::ConvTranspose2dImpl>();
   const auto& ln = *up[1]->as<LayerNorm2dImpl>();
   const auto& ct2 = *up[3]->as<torch::nn::ConvTranspose2dImpl>();
-  auto x = conv_transpose_2x2(keys.reshape({-1, keys.size(2)}), ct1);  // (B*h*w*4, C/4)
-  x = torch::gelu(layer_norm_channels_last(x, ln));
-  x = torch::gelu(conv_transpose_2x2(x, ct2));  // (B*h*w*16, C/8)
+  Tensor x;
+  if (precision_ == Precision::kFloat32) {
+    x = conv_transpose_2x2(keys.reshape({-1, keys.size(2)}), ct1);  // (B*h*w*4, C/4)
+    x = torch::gelu(layer_norm_channels_last(x, ln));
+    x = torch::gelu(conv_transpose_2x2(x, ct2));  // (B*h*w*16, C/8)
+  } else {
+    // bfloat16 operands, float32 bias, layer norm and GELU.
+    const auto dt = upscale_w1_.scalar_type();
+    x = torch::matmul(keys.reshape({-1, keys.size(2)}).to(dt), upscale_w1_).to(torch::kFloat32);
+    x = torch::gelu(layer_norm_channels_last(x.view({-1, ct1.weight.size(1)}).add_(ct1.bias), ln));
+    x = torch::matmul(x.to(dt), upscale_w2_).to(torch::kFloat32);
+    x = torch::gelu(x.view({-1, ct2.weight.size(1)}).add_(ct2.bias));
+  }
   const int64_t cu = x.size(1);
   // masks[b, m, pixel] = sum_c hyper[b, m, c] * upscaled[b, pixel, c], as a
   // (M x c) . (c x pixels) product: a GEMM with only M output columns was ~10x slower.
@@ -351,6 +388,22 @@ Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hy
   return masks.view({B, M, h, w, 2, 2, 2, 2})
       .permute({0, 1, 2, 4, 6, 3, 5, 7})
       .reshape({B, M, 4 * h, 4 * w});
+}
+
+void MaskDecoderImpl::set_precision(Precision p) {
+  precision_ = p;
+  const auto dt = p == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+  transformer->image_dtype = dt;
+  for (const auto& layer : *transformer->layers) layer->as<TwoWayAttentionBlockImpl>()->image_dtype = dt;
+  upscale_w1_ = upscale_w2_ = Tensor();
+  if (p == Precision::kFloat32) return;
+  torch::NoGradGuard no_grad;
+  auto matrix = [&](const torch::nn::ConvTranspose2dImpl& conv) {
+    const auto& wt = conv.weight;  // (Cin, Cout, 2, 2) -> (Cin, 4 Cout), as conv_transpose_2x2
+    return wt.permute({0, 2, 3, 1}).reshape({wt.size(0), 4 * wt.size(1)}).to(dt).contiguous();
+  };
+  upscale_w1_ = matrix(*output_upscaling[0]->as<torch::nn::ConvTranspose2dImpl>());
+  upscale_w2_ = matrix(*output_upscaling[3]->as<torch::nn::ConvTranspose2dImpl>());
 }
 
 std::pair<Tensor, Tensor> MaskDecoderImpl::predict_masks(const Tensor& image_embeddings,
@@ -442,7 +495,7 @@ int bilinear_taps(int64_t in, int64_t out, int64_t o, std::pair<int64_t, double>
 // most two taps per row, so the product is formed tap by tap: each entry is a
 // sum of at most two products, as in the dense double product, without its
 // out x keep x L operations on every call.
-Tensor composed_resize_matrix(int64_t L, int64_t S, int64_t keep, int64_t out) {
+std::vector<double> composed_resize_dense(int64_t L, int64_t S, int64_t keep, int64_t out) {
   std::vector<double> m(static_cast<size_t>(out * L), 0.0);
   std::pair<int64_t, double> down[2], up[2];
   for (int64_t o = 0; o < out; ++o) {
@@ -453,7 +506,79 @@ Tensor composed_resize_matrix(int64_t L, int64_t S, int64_t keep, int64_t out) {
       for (int k = 0; k < nu; ++k) row[up[k].first] += down[j].second * up[k].second;
     }
   }
+  return m;
+}
+
+Tensor composed_resize_matrix(int64_t L, int64_t S, int64_t keep, int64_t out) {
+  auto m = composed_resize_dense(L, S, keep, out);
   return torch::from_blob(m.data(), {out, L}, torch::kFloat64).to(torch::kFloat32);
+}
+
+// The same matrix as rows of at most kMaxTaps (index, weight) pairs: each row
+// has a handful of neighbouring non-zeros (two taps of each bilinear step).
+constexpr int kMaxTaps = 4;
+struct ResizeTaps {
+  std::vector<int64_t> index;  // out x kMaxTaps (unused taps: index 0, weight 0)
+  std::vector<float> weight;
+};
+
+ResizeTaps composed_resize_taps(int64_t L, int64_t S, int64_t keep, int64_t out) {
+  const auto m = composed_resize_dense(L, S, keep, out);
+  ResizeTaps t{std::vector<int64_t>(static_cast<size_t>(out * kMaxTaps), 0),
+               std::vector<float>(static_cast<size_t>(out * kMaxTaps), 0.f)};
+  for (int64_t o = 0; o < out; ++o) {
+    int n = 0;
+    for (int64_t i = 0; i < L; ++i) {
+      const double w = m[static_cast<size_t>(o * L + i)];
+      if (w == 0.0) continue;
+      if (n == kMaxTaps) throw std::logic_error("composed resize: more taps than expected");
+      t.index[static_cast<size_t>(o * kMaxTaps + n)] = i;
+      t.weight[static_cast<size_t>(o * kMaxTaps + n)] = static_cast<float>(w);
+      ++n;
+    }
+  }
+  return t;
+}
+
+// out[p] = My . low[p] . Mx^T for every plane p of a contiguous float32 CPU
+// tensor (P, L, L), with the banded matrices as taps: first along x on the L
+// low-res rows (a gather of <= 4 taps per output column), then along y as
+// <= 4 contiguous row updates per output row. About 1/60 of the dense
+// products' operations at SAM's sizes; same sums up to float rounding.
+Tensor resize_planes_banded(const Tensor& low, const ResizeTaps& ty, const ResizeTaps& tx, int64_t H, int64_t W) {
+  const int64_t P = low.size(0), L = low.size(1), Lw = low.size(2);
+  auto out = torch::empty({P, H, W}, low.options());
+  const float* src = low.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  std::vector<float> tmp(static_cast<size_t>(L * W));
+  for (int64_t p = 0; p < P; ++p) {
+    const float* plane = src + p * L * Lw;
+    at::parallel_for(0, L, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* row = plane + r * Lw;
+        float* t = tmp.data() + r * W;
+        for (int64_t x = 0; x < W; ++x) {
+          const int64_t* ix = tx.index.data() + x * kMaxTaps;
+          const float* wx = tx.weight.data() + x * kMaxTaps;
+          t[x] = wx[0] * row[ix[0]] + wx[1] * row[ix[1]] + wx[2] * row[ix[2]] + wx[3] * row[ix[3]];
+        }
+      }
+    });
+    float* o = dst + p * H * W;
+    at::parallel_for(0, H, 16, [&](int64_t y0, int64_t y1) {
+      for (int64_t y = y0; y < y1; ++y) {
+        const int64_t* iy = ty.index.data() + y * kMaxTaps;
+        const float* wy = ty.weight.data() + y * kMaxTaps;
+        const float* q0 = tmp.data() + iy[0] * W;
+        const float* q1 = tmp.data() + iy[1] * W;
+        const float* q2 = tmp.data() + iy[2] * W;
+        const float* q3 = tmp.data() + iy[3] * W;
+        float* orow = o + y * W;
+        for (int64_t x = 0; x < W; ++x) orow[x] = wy[0] * q0[x] + wy[1] * q1[x] + wy[2] * q2[x] + wy[3] * q3[x];
+      }
+    });
+  }
+  return out;
 }
 
 }  // namespace
@@ -473,6 +598,15 @@ Tensor SamImpl::postprocess_masks(const Tensor& low_res, int64_t input_h, int64_
   // S x S intermediate (16x fewer operations for SAM, same values up to float
   // rounding).
   const int64_t L = low_res.size(-1);
+  if (low_res.device().is_cpu() && low_res.dim() == 4 && low_res.size(-2) == L) {
+    // On the CPU the matrices are banded: apply them as taps (one plane per
+    // mask, its rows in parallel).
+    auto planes = low_res.to(torch::kFloat32).contiguous().view({-1, L, L});
+    const auto ty = composed_resize_taps(L, S, input_h, original_h);
+    const auto tx = composed_resize_taps(L, S, input_w, original_w);
+    return resize_planes_banded(planes, ty, tx, original_h, original_w)
+        .view({low_res.size(0), low_res.size(1), original_h, original_w});
+  }
   auto my = composed_resize_matrix(L, S, input_h, original_h).to(low_res.device());
   auto mx = composed_resize_matrix(L, S, input_w, original_w).to(low_res.device());
   return torch::matmul(torch::matmul(my, low_res.to(torch::kFloat32)), mx.t());

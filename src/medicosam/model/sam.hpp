@@ -139,6 +139,9 @@ TORCH_MODULE(PromptEncoder);
 
 struct DecoderAttentionImpl : torch::nn::Module {
   DecoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t downsample_rate);
+  // Float32 result. In the factored forms the image-token operands may be
+  // bfloat16 (MaskDecoderImpl::set_precision): the products over image tokens
+  // then run in bfloat16 with float32 accumulation, the rest in float32.
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   // Exact factored forms used by forward() when they need fewer operations.
   torch::Tensor forward_few_queries(const torch::Tensor& q, const torch::Tensor& k,
@@ -161,6 +164,9 @@ struct TwoWayAttentionBlockImpl : torch::nn::Module {
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr}, norm4{nullptr};
   MLPBlock mlp{nullptr};
   bool skip_first_layer_pe;
+  // dtype of the image-token operands of the cross-attention products
+  // (float32, or bfloat16 with MaskDecoderImpl::set_precision).
+  torch::ScalarType image_dtype = torch::kFloat32;
 };
 TORCH_MODULE(TwoWayAttentionBlock);
 
@@ -173,6 +179,7 @@ struct TwoWayTransformerImpl : torch::nn::Module {
   torch::nn::ModuleList layers;
   DecoderAttention final_attn_token_to_image{nullptr};
   torch::nn::LayerNorm norm_final_attn{nullptr};
+  torch::ScalarType image_dtype = torch::kFloat32;  // as in TwoWayAttentionBlockImpl
 };
 TORCH_MODULE(TwoWayTransformer);
 
@@ -199,12 +206,24 @@ struct MaskDecoderImpl : torch::nn::Module {
   // output_upscaling + hypernetwork product: keys (B, h*w, C) -> masks (B, M, 4h, 4w).
   torch::Tensor upscale_and_project(const torch::Tensor& keys, const torch::Tensor& hyper_in,
                                     int64_t h, int64_t w);
+  // Inference only (after loading; training stays float32): kBFloat16 runs the
+  // products over the image tokens (the two-way transformer's cross-attention
+  // with the image, the upscaling's transposed convolutions) with bfloat16
+  // operands and float32 accumulation; prompt tokens, layer norms, softmax,
+  // residuals, the hypernetwork product and the logits stay float32.
+  void set_precision(Precision p);
+  Precision precision() const { return precision_; }
   TwoWayTransformer transformer{nullptr};
   torch::nn::Embedding iou_token{nullptr}, mask_tokens{nullptr};
   torch::nn::Sequential output_upscaling;
   torch::nn::ModuleList output_hypernetworks_mlps;
   HeadMLP iou_prediction_head{nullptr};
   int64_t num_mask_tokens;
+
+ private:
+  Precision precision_ = Precision::kFloat32;
+  // bfloat16 (Cin, 4 Cout) matrices of the two transposed convolutions.
+  torch::Tensor upscale_w1_, upscale_w2_;
 };
 TORCH_MODULE(MaskDecoder);
 
