@@ -254,7 +254,9 @@ std::pair<Tensor, Tensor> TwoWayAttentionBlockImpl::forward(Tensor queries, Tens
     auto q = queries + query_pe;
     queries = queries + self_attn->forward(q, q, queries);
   }
-  queries = norm1->forward(queries);
+  // float32 for the norm: under bf16 autocast (training) the attention output
+  // is bf16, and libtorch 1.13's CPU layer norm needs input and weight alike.
+  queries = norm1->forward(queries.to(torch::kFloat32));
 
   // Image-token operands in image_dtype (one conversion each, shared by both
   // cross-attentions); the residual stream `keys` stays float32.
@@ -369,7 +371,7 @@ Tensor MaskDecoderImpl::upscale_and_project(const Tensor& keys, const Tensor& hy
   Tensor x;
   if (precision_ == Precision::kFloat32) {
     x = conv_transpose_2x2(keys.reshape({-1, keys.size(2)}), ct1);  // (B*h*w*4, C/4)
-    x = torch::gelu(layer_norm_channels_last(x, ln));
+    x = torch::gelu(layer_norm_channels_last(x.to(torch::kFloat32), ln));  // bf16 under autocast
     x = torch::gelu(conv_transpose_2x2(x, ct2));  // (B*h*w*16, C/8)
   } else {
     // bfloat16 operands, float32 bias, layer norm and GELU.
