@@ -18,11 +18,16 @@ namespace fs = std::filesystem;
 // A value for every known key, none of them the default.
 nlohmann::json every_key() {
   return {
+      {"objective", "joint"},
+      {"semantic",
+       {{"model", "unetr"}, {"num_classes", 3}, {"features", 16}, {"depth", 3},
+        {"input_size", 128}, {"conv_transpose", true}, {"dice_weight", 0.7}, {"ce_weight", 0.3},
+        {"decoder_init", "/models/dec.pth"}}},
       {"init", "/models/start.safetensors"},
       {"architecture", {{"img_size", 64}, {"embed_dim", 32}}},
       {"train_data",
        {{{"type", "folder"}, {"path", "/data/a"}, {"split", "train"}, {"normalize", "minmax"},
-         {"weight", 2.0}, {"limit", 7}},
+         {"weight", 2.0}, {"limit", 7}, {"classes", "ids"}},
         {{"type", "synthetic"}, {"count", 12}, {"seed", 3}, {"normalize", "percentile"},
          {"weight", 1.0}, {"min_side", 40}, {"max_side", 90}, {"max_objects", 4}}}},
       {"val_data",

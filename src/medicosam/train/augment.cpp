@@ -41,15 +41,22 @@ TrainSample augment(const TrainSample& s, const AugmentOptions& o, segment::Rng&
   cv::Mat lab(s.height, s.width, CV_16UC1, const_cast<uint16_t*>(s.instances.data()));
   img = img.clone();
   lab = lab.clone();
+  // The class map (if any) goes through the same geometry as the instances.
+  const bool has_classes = !s.classes.empty();
+  cv::Mat cls = has_classes
+                    ? cv::Mat(s.height, s.width, CV_16UC1, const_cast<uint16_t*>(s.classes.data())).clone()
+                    : cv::Mat();
 
   // Geometry: flips and 90-degree rotations keep every pixel exact.
   if (o.flips && rng.bernoulli(0.5)) {
     cv::flip(img, img, 1);
     cv::flip(lab, lab, 1);
+    if (has_classes) cv::flip(cls, cls, 1);
   }
   if (o.flips && rng.bernoulli(0.5)) {
     cv::flip(img, img, 0);
     cv::flip(lab, lab, 0);
+    if (has_classes) cv::flip(cls, cls, 0);
   }
   if (o.rotate90) {
     const int k = static_cast<int>(rng.uniform_int(4));
@@ -59,6 +66,7 @@ TrainSample augment(const TrainSample& s, const AugmentOptions& o, segment::Rng&
                                 : cv::ROTATE_90_COUNTERCLOCKWISE;
       cv::rotate(img, img, code);
       cv::rotate(lab, lab, code);
+      if (has_classes) cv::rotate(cls, cls, code);
     }
   }
   // Scale: zoom in by cropping a random region, or out by padding.
@@ -77,6 +85,11 @@ TrainSample augment(const TrainSample& s, const AugmentOptions& o, segment::Rng&
       cv::resize(lab(r), zl, {w, h}, 0, 0, cv::INTER_NEAREST_EXACT);
       img = zi;
       lab = zl;
+      if (has_classes) {
+        cv::Mat zc;
+        cv::resize(cls(r), zc, {w, h}, 0, 0, cv::INTER_NEAREST_EXACT);
+        cls = zc;
+      }
     } else {
       const int nh = std::max(8, static_cast<int>(h * scale)),
                 nw = std::max(8, static_cast<int>(w * scale));
@@ -90,6 +103,12 @@ TrainSample augment(const TrainSample& s, const AugmentOptions& o, segment::Rng&
       lab = cv::Mat::zeros(h, w, CV_16UC1);
       si.copyTo(img(cv::Rect(x0, y0, nw, nh)));
       sl.copyTo(lab(cv::Rect(x0, y0, nw, nh)));
+      if (has_classes) {
+        cv::Mat sc;
+        cv::resize(cls, sc, {nw, nh}, 0, 0, cv::INTER_NEAREST_EXACT);
+        cls = cv::Mat::zeros(h, w, CV_16UC1);
+        sc.copyTo(cls(cv::Rect(x0, y0, nw, nh)));
+      }
     }
   }
   // Intensity: contrast around the mean, brightness shift, gamma (a lookup table).
@@ -114,6 +133,10 @@ TrainSample augment(const TrainSample& s, const AugmentOptions& o, segment::Rng&
   out.image.assign(img.data, img.data + img.total() * 3);
   const uint16_t* l = lab.ptr<uint16_t>();
   out.instances.assign(l, l + lab.total());
+  if (has_classes) {
+    const uint16_t* c = cls.ptr<uint16_t>();
+    out.classes.assign(c, c + cls.total());
+  }
   return out;
 }
 
@@ -139,6 +162,15 @@ ModelInput to_model_input(const TrainSample& s, int size) {
   for (int y = 0; y < in.height; ++y) {
     const uint16_t* row = rl.ptr<uint16_t>(y);
     std::copy(row, row + in.width, m.instances.begin() + static_cast<size_t>(y) * size);
+  }
+  if (!s.classes.empty()) {
+    cv::Mat cls(s.height, s.width, CV_16UC1, const_cast<uint16_t*>(s.classes.data())), rc;
+    cv::resize(cls, rc, {in.width, in.height}, 0, 0, cv::INTER_NEAREST_EXACT);
+    m.classes.assign(static_cast<size_t>(size) * size, 0);
+    for (int y = 0; y < in.height; ++y) {
+      const uint16_t* row = rc.ptr<uint16_t>(y);
+      std::copy(row, row + in.width, m.classes.begin() + static_cast<size_t>(y) * size);
+    }
   }
   return m;
 }

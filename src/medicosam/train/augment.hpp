@@ -33,6 +33,7 @@ struct ModelInput {
   int height = 0, width = 0;        // resized image size (before padding)
   std::vector<uint8_t> image;       // size x size x 3
   std::vector<uint16_t> instances;  // size x size
+  std::vector<uint16_t> classes;    // size x size (0 in the padding), or empty
   std::string name;
 };
 

@@ -29,7 +29,9 @@ std::string absolute(const std::string& p) {
 }  // namespace
 
 const std::vector<std::string>& TrainConfig::known_keys() {
-  static const std::vector<std::string> keys = {"init",
+  static const std::vector<std::string> keys = {"objective",
+                                                "semantic",
+                                                "init",
                                                 "architecture",
                                                 "train_data",
                                                 "val_data",
@@ -84,6 +86,11 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
     }
   }
   try {
+    c.objective = j.value("objective", c.objective);
+    if (j.contains("semantic")) {
+      c.semantic = SemanticOptions::from_json(j["semantic"], "'" + source + "' semantic");
+      c.semantic.decoder_init = resolve(c.semantic.decoder_init, base);
+    }
     c.init = resolve(j.value("init", c.init), base);
     c.architecture = j.value("architecture", nlohmann::json::object());
     for (size_t i = 0; j.contains("train_data") && i < j["train_data"].size(); ++i) {
@@ -154,7 +161,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
   check(c.schedule == "constant" || c.schedule == "cosine" || c.schedule == "step",
         "\"schedule\" must be constant, cosine or step");
   check(c.mask_prob >= 0 && c.mask_prob <= 1, "\"mask_prob\" must be in [0, 1]");
-  check(!c.init.empty() || !c.architecture.empty(),
+  check(c.objective == "interactive" || c.objective == "semantic" || c.objective == "joint",
+        "\"objective\" must be interactive, semantic or joint");
+  const bool unet = c.objective == "semantic" && c.semantic.model == "unet";
+  check(c.objective != "joint" || c.semantic.model == "unetr",
+        "the joint objective trains a UNETR head on the SAM encoder (semantic.model \"unetr\")");
+  check(unet || !c.init.empty() || !c.architecture.empty(),
         "give \"init\" (a checkpoint) or \"architecture\"");
   check(c.world_size >= 1 && c.rank >= 0 && c.rank < c.world_size,
         "rank must be in [0, world_size)");
@@ -173,8 +185,53 @@ TrainConfig TrainConfig::from_file(const std::string& path) {
   return from_json(j, path);
 }
 
+SemanticOptions SemanticOptions::from_json(const nlohmann::json& j, const std::string& where) {
+  auto fail = [&](const std::string& why) { return InputError(where + ": " + why); };
+  if (!j.is_object()) throw fail("must be a JSON object");
+  static const std::vector<std::string> known = {"model",      "num_classes",    "features",
+                                                 "depth",      "input_size",     "conv_transpose",
+                                                 "dice_weight", "ce_weight",     "decoder_init"};
+  for (const auto& [k, v] : j.items())
+    if (std::find(known.begin(), known.end(), k) == known.end())
+      throw fail("unknown setting \"" + k + "\"");
+  SemanticOptions o;
+  try {
+    o.model = j.value("model", o.model);
+    o.num_classes = j.value("num_classes", o.num_classes);
+    o.features = j.value("features", o.features);
+    o.depth = j.value("depth", o.depth);
+    o.input_size = j.value("input_size", o.input_size);
+    o.conv_transpose = j.value("conv_transpose", o.conv_transpose);
+    o.dice_weight = j.value("dice_weight", o.dice_weight);
+    o.ce_weight = j.value("ce_weight", o.ce_weight);
+    o.decoder_init = j.value("decoder_init", o.decoder_init);
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(e.what());
+  }
+  if (o.model != "unetr" && o.model != "unet") throw fail("\"model\" must be unetr or unet");
+  if (o.num_classes < 1 || o.num_classes > 255) throw fail("\"num_classes\" must be in 1..255");
+  if (o.features < 1) throw fail("\"features\" must be >= 1");
+  if (o.depth < 1 || o.depth > 6) throw fail("\"depth\" must be in 1..6");
+  if (o.input_size < 16 || o.input_size % (1 << o.depth) != 0)
+    throw fail("\"input_size\" must be >= 16 and a multiple of 2^depth");
+  if (o.dice_weight < 0 || o.ce_weight < 0 || o.dice_weight + o.ce_weight <= 0)
+    throw fail("\"dice_weight\" and \"ce_weight\" must be >= 0, not both 0");
+  return o;
+}
+
+nlohmann::json SemanticOptions::to_json() const {
+  nlohmann::json j{{"model", model},         {"num_classes", num_classes},
+                   {"features", features},   {"depth", depth},
+                   {"input_size", input_size}, {"conv_transpose", conv_transpose},
+                   {"dice_weight", dice_weight}, {"ce_weight", ce_weight}};
+  if (!decoder_init.empty()) j["decoder_init"] = absolute(decoder_init);
+  return j;
+}
+
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
+  j["objective"] = objective;
+  if (objective != "interactive") j["semantic"] = semantic.to_json();
   if (!init.empty()) j["init"] = absolute(init);
   if (!architecture.empty()) j["architecture"] = architecture;
   auto dataset = [](DatasetSpec d) {

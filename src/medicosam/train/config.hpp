@@ -12,7 +12,37 @@
 
 namespace medicosam::train {
 
+// The semantic objective's model and loss ("semantic": {...} in the config).
+struct SemanticOptions {
+  // "unetr": SAM's image encoder + the UNETR head (REFERENCE §2.10) on its
+  // neck output; "unet": a plain 2D U-Net on the image (the baseline).
+  std::string model = "unetr";
+  int num_classes = 2;  // classes including the background (1: one sigmoid channel)
+  // UNETR: initial features f (decoder 8f/4f/2f/f; released models 64).
+  // U-Net: features of the first level (doubled per level).
+  int features = 64;
+  int depth = 4;           // U-Net levels (downsamplings)
+  int input_size = 256;    // U-Net input side (UNETR: the SAM's img_size)
+  bool conv_transpose = false;  // UNETR upsampling by ConvTranspose2d
+  double dice_weight = 0.5;     // MedicoSAM's CustomCombinedLoss: 0.5 Dice + 0.5 CE
+  double ce_weight = 0.5;
+  // A checkpoint (or decoder file) whose UNETR head initialises ours; every
+  // tensor whose shape fits is copied (out_conv differs when the class counts
+  // do), as MedicoSAM's "_Dec" variants do.
+  std::string decoder_init;
+
+  static SemanticOptions from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
 struct TrainConfig {
+  // What is trained: "interactive" (SAM with simulated prompting, the default),
+  // "semantic" (a segmentation head on the image encoder, or a U-Net, on
+  // class maps) or "joint" (micro_sam's JointSamTrainer: an interactive step,
+  // then a semantic step on the same batch; the encoder learns from both).
+  std::string objective = "interactive";
+  SemanticOptions semantic;
+
   // Model: fine-tune `init` (any checkpoint the loader reads), or train from
   // scratch with `architecture` (see architecture_config()).
   std::string init;

@@ -49,7 +49,7 @@ void write_training_curves(const std::string& out_dir) {
       std::vector<double> smooth(c[loss].size());
       double s = c[loss][0];
       for (size_t i = 0; i < smooth.size(); ++i) smooth[i] = s = 0.98 * s + 0.02 * c[loss][i];
-      report::LinePlot plot("Training loss", "step", "loss (Dice + IoU MSE)");
+      report::LinePlot plot("Training loss", "step", "loss");
       plot.add_series("per step", c[it], c[loss]);
       plot.add_series("smoothed", c[it], smooth);
       plot.set_log_y(true);
@@ -70,6 +70,11 @@ void write_training_curves(const std::string& out_dir) {
       for (const auto& [col, name] : modes) {
         const size_t k = column(h, col);
         if (k < c.size()) plot.add_series(name, c[it], c[k]);
+      }
+      // Semantic runs: Dice per class ("dice_class1", ...) and their mean.
+      for (size_t k = 0; k < h.size(); ++k) {
+        if (h[k].rfind("dice_class", 0) == 0) plot.add_series("class " + h[k].substr(10), c[it], c[k]);
+        if (h[k] == "dice_mean") plot.add_series("semantic mean", c[it], c[k]);
       }
       plot.save_png((fs::path(out_dir) / "validation.png").string());
     }

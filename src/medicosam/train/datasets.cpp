@@ -50,6 +50,24 @@ std::vector<uint16_t> components_as_instances(int h, int w, const std::vector<ui
   return out;
 }
 
+// The semantic class map of a label map: ids as they are, or foreground = 1.
+std::vector<uint16_t> class_map(const std::vector<uint16_t>& labels, const DatasetSpec& spec,
+                                const std::string& file) {
+  std::vector<uint16_t> out(labels.size());
+  const bool ids = spec.classes == "ids";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const uint16_t v = ids ? labels[i] : static_cast<uint16_t>(labels[i] != 0);
+    if (spec.num_classes > 0 && v >= spec.num_classes) {
+      throw InputError("'" + file + "' has class id " + std::to_string(v) + " but the model has " +
+                       std::to_string(spec.num_classes) +
+                       " classes (0 = background, ids 1.." + std::to_string(spec.num_classes - 1) +
+                       "); raise num_classes or use \"classes\": \"foreground\"");
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
 void fill_image(TrainSample& s, const io::RGB8Image& rgb) {
   s.height = rgb.height;
   s.width = rgb.width;
@@ -91,6 +109,7 @@ class FolderSource : public SampleSource {
     }
     std::vector<uint16_t> lab(labels.data(),
                               labels.data() + static_cast<size_t>(s.height) * s.width);
+    s.classes = class_map(lab, spec_, mask_path);
     if (use_instances_) {
       s.instances = std::move(lab);
     } else {
@@ -151,6 +170,7 @@ class VolumeSource : public SampleSource {
       for (size_t j = 0; j < lab.size(); ++j)
         if (m.data[j]) lab[j] = seg_value;
     }
+    s.classes = class_map(lab, spec_, pairs_[p].second);
     s.instances = components_as_instances(s.height, s.width, lab);
     return s;
   }
@@ -193,7 +213,10 @@ class SyntheticSource : public SampleSource {
   size_t size() const override { return static_cast<size_t>(spec_.count); }
   std::string name() const override { return spec_.label(); }
   TrainSample get(size_t i) const override {
-    return make_synthetic_sample(spec_.seed, i, spec_.synthetic);
+    auto s = make_synthetic_sample(spec_.seed, i, spec_.synthetic);
+    s.classes.resize(s.instances.size());
+    for (size_t k = 0; k < s.instances.size(); ++k) s.classes[k] = s.instances[k] != 0;
+    return s;
   }
 
  private:
@@ -252,6 +275,9 @@ DatasetSpec DatasetSpec::from_json(const nlohmann::json& j, const std::string& w
   s.seed = j.value("seed", uint64_t{0});
   s.weight = j.value("weight", 1.0);
   s.limit = j.value("limit", int64_t{0});
+  s.classes = j.value("classes", std::string("foreground"));
+  if (s.classes != "foreground" && s.classes != "ids")
+    throw fail("\"classes\" must be \"foreground\" or \"ids\", not '" + s.classes + "'");
   if (j.contains("pairs")) {
     for (const auto& p : j["pairs"])
       s.pairs.emplace_back(p.at("image").get<std::string>(), p.at("labels").get<std::string>());
@@ -286,6 +312,7 @@ nlohmann::json DatasetSpec::to_json() const {
     j["max_objects"] = synthetic.max_objects;
   }
   if (limit > 0) j["limit"] = limit;
+  if (classes != "foreground") j["classes"] = classes;
   return j;
 }
 

@@ -31,7 +31,11 @@ class SampleSource {
 //   split.json
 //   {"type": "synthetic", "count": N, "seed": S}
 // Optional for all: "normalize" (io spec, default "percentile" = MedicoSAM's
-// p1..p99), "weight" (sampling weight, default 1), "limit" (first N items).
+// p1..p99), "weight" (sampling weight, default 1), "limit" (first N items),
+// "classes" (the semantic class map of every sample, for semantic training
+// and evaluation): "foreground" (default: every labelled pixel is class 1)
+// or "ids" (label values are class ids: instances/ if the folder has it, else
+// masks/; volumes: the label map's values).
 struct DatasetSpec {
   std::string type;
   std::string path;
@@ -43,6 +47,10 @@ struct DatasetSpec {
   uint64_t seed = 0;
   double weight = 1.0;
   int64_t limit = 0;
+  std::string classes = "foreground";  // foreground | ids
+  // Set by semantic training / evaluation (not part of the JSON): class ids
+  // must be < num_classes (InputError naming the file otherwise). 0 = unchecked.
+  int num_classes = 0;
   SyntheticOptions synthetic;
 
   static DatasetSpec from_json(const nlohmann::json& j, const std::string& where);

@@ -24,6 +24,9 @@
 #include "medicosam/train/batches.hpp"
 #include "medicosam/train/curves.hpp"
 #include "medicosam/train/distributed.hpp"
+#include "medicosam/train/interactive_step.hpp"
+#include "medicosam/train/run_state.hpp"
+#include "medicosam/train/semantic_trainer.hpp"
 
 namespace medicosam::train {
 namespace fs = std::filesystem;
@@ -65,52 +68,6 @@ model::SamConfig architecture_config(const nlohmann::json& a) {
 }
 
 namespace {
-
-// ------------------------------------------------------------------ optimizer
-
-// AdamW exactly as torch.optim.AdamW (decoupled weight decay), with its state
-// kept by parameter name so it can be saved in a checkpoint and resumed.
-struct AdamW {
-  struct State {
-    Tensor exp_avg, exp_avg_sq;
-  };
-  std::vector<std::pair<std::string, Tensor>> params;
-  std::map<std::string, State> state;
-  int64_t step = 0;
-  double beta1, beta2, eps, weight_decay;
-
-  void update(double lr) {
-    torch::NoGradGuard ng;
-    ++step;
-    const double bc1 = 1 - std::pow(beta1, static_cast<double>(step));
-    const double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
-    for (auto& [name, p] : params) {
-      if (!p.grad().defined()) continue;
-      auto& s = state[name];
-      if (!s.exp_avg.defined()) {
-        s.exp_avg = torch::zeros_like(p);
-        s.exp_avg_sq = torch::zeros_like(p);
-      }
-      const auto& g = p.grad();
-      p.mul_(1 - lr * weight_decay);
-      s.exp_avg.mul_(beta1).add_(g, 1 - beta1);
-      s.exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2);
-      auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(eps);
-      p.addcdiv_(s.exp_avg, denom, -lr / bc1);
-    }
-  }
-};
-
-double learning_rate(const TrainConfig& c, int64_t it) {
-  if (c.warmup > 0 && it < c.warmup) return c.lr * static_cast<double>(it + 1) / c.warmup;
-  if (c.schedule == "constant") return c.lr;
-  if (c.schedule == "step")
-    return c.lr * std::pow(c.gamma, static_cast<double>((it) / std::max<int64_t>(1, c.step_size)));
-  const double span = std::max<int64_t>(1, c.iterations - c.warmup);
-  const double t = std::clamp(static_cast<double>(it - c.warmup) / span, 0.0, 1.0);
-  const double lo = c.lr * c.min_lr_ratio;
-  return lo + 0.5 * (c.lr - lo) * (1 + std::cos(M_PI * t));
-}
 
 // ------------------------------------------------------------ mixed precision
 
@@ -159,11 +116,10 @@ class AutocastScope {
   bool on_, cuda_;
 };
 
-// --------------------------------------------------------------- the step
+}  // namespace
 
-struct StepStats {
-  double loss = 0, mask_loss = 0, iou_loss = 0;
-};
+// --------------------------------------------------------------- the step
+// (declared in interactive_step.hpp: the joint objective runs it too)
 
 Tensor images_tensor(const std::vector<ModelInput>& images, const torch::Device& dev) {
   const int S = images.front().size;
@@ -173,6 +129,8 @@ Tensor images_tensor(const std::vector<ModelInput>& images, const torch::Device&
   }
   return t.permute({0, 3, 1, 2}).to(dev);
 }
+
+namespace {
 
 // Targets (N,1,G,G) of the objects and of the valid (non-padding) image
 // regions on the loss grid G: area-averaged from the input grid, so a pixel of
@@ -203,6 +161,8 @@ Tensor dice_loss(const Tensor& p, const Tensor& t) {
   auto denom = (p * p).sum({2, 3}) + (t * t).sum({2, 3});
   return 1 - 2 * inter / denom.clamp_min(1e-7);
 }
+
+}  // namespace
 
 // One training step's loss over this process's part of the batch, normalised
 // by the global batch size so that summing gradients over processes gives the
@@ -350,17 +310,6 @@ Tensor step_loss(model::SamImpl& sam, const Batch& b, const TrainConfig& c, int 
 
 // ------------------------------------------------------------ validation
 
-struct ValResult {
-  double metric = 1.0;           // 1 - mean Dice over all objects and modes (lower is better)
-  std::array<double, 4> dice{};  // point, box, points, box + points
-};
-
-struct ValItem {
-  ModelInput input;
-  std::vector<segment::BinaryMask> objects;
-  int mode = 0;
-};
-
 std::vector<ValItem> make_validation_set(const TrainConfig& c, int size) {
   std::vector<ValItem> items;
   if (c.val_data.empty() || c.val_images <= 0) return items;
@@ -464,53 +413,18 @@ ValResult validate(model::SamImpl& sam, const std::vector<ValItem>& items, const
   return r;
 }
 
+namespace {
+
 // ------------------------------------------------------------ checkpoints
 
 checkpoint::PyValue model_state_value(model::SamImpl& sam, const std::string& prefix) {
-  auto d = checkpoint::PyValue::ordered_dict();
-  auto* dict = d.get_if<checkpoint::PyValue::Dict>();
-  for (const auto& [name, t] : model::sam_state_dict(sam)) {
-    dict->append(checkpoint::PyValue(prefix + name),
-                 checkpoint::PyValue(t.detach().to(torch::kCPU).contiguous()));
-  }
-  return d;
+  return tensors_value(model::sam_state_dict(sam), prefix);
 }
-
-struct RunState {
-  int64_t iteration = 0;  // steps done
-  double best_metric = std::numeric_limits<double>::infinity();
-  int64_t best_iteration = 0;
-  double current_metric = std::numeric_limits<double>::infinity();
-  double train_time = 0;
-};
 
 void save_checkpoint(const std::string& path, model::SamImpl& sam, const AdamW& opt,
                      const RunState& st, const TrainConfig& c) {
-  using V = checkpoint::PyValue;
-  auto root = V::dict();
-  auto* d = root.get_if<V::Dict>();
-  d->set("model_state", model_state_value(sam, "sam."));
-  auto os = V::dict();
-  auto* od = os.get_if<V::Dict>();
-  od->set("step", V(opt.step));
-  auto m = V::ordered_dict(), v = V::ordered_dict();
-  for (const auto& [name, s] : opt.state) {
-    if (!s.exp_avg.defined()) continue;
-    m.get_if<V::Dict>()->append(V(name), V(s.exp_avg.to(torch::kCPU).contiguous()));
-    v.get_if<V::Dict>()->append(V(name), V(s.exp_avg_sq.to(torch::kCPU).contiguous()));
-  }
-  od->set("exp_avg", std::move(m));
-  od->set("exp_avg_sq", std::move(v));
-  d->set("optimizer_state", std::move(os));
-  d->set("iteration", V(st.iteration));
-  d->set("epoch", V(st.iteration / c.epoch_length));
-  d->set("best_metric", V(st.best_metric));
-  d->set("best_iteration", V(st.best_iteration));
-  d->set("current_metric", V(st.current_metric));
-  d->set("train_time", V(st.train_time));
-  d->set("config", V(c.to_json().dump()));
-  d->set("architecture", V(sam.config.architecture_name()));
-  checkpoint::write_pytorch_checkpoint(path, root);
+  write_run_checkpoint(path, {{"model_state", model_state_value(sam, "sam.")}}, opt, st, c,
+                       sam.config.architecture_name());
 }
 
 // The plain SAM weights of the run (what `medicosam export` would write), with
@@ -525,75 +439,24 @@ void export_safetensors(const std::string& path, model::SamImpl& sam, const RunS
 
 // Restores model, optimizer and counters from our own checkpoint.
 RunState load_run_state(const std::string& path, model::SamImpl& sam, AdamW& opt) {
-  using V = checkpoint::PyValue;
-  const auto root = checkpoint::read_pytorch_checkpoint(path);
-  const auto* d = root.get_if<V::Dict>();
-  if (!d || !d->find("model_state") || !d->find("optimizer_state")) {
-    throw FormatError(
-        "'" + path + "' is not a medicosam training checkpoint (no model_state / optimizer_state)");
-  }
-  auto sd = checkpoint::value_to_state_dict(*d->find("model_state"), "'" + path + "' model_state");
+  checkpoint::PyValue root;
+  const RunState st = read_run_checkpoint(path, opt, root);
+  auto sd = checkpoint::value_to_state_dict(*root.get_if<checkpoint::PyValue::Dict>()->find("model_state"),
+                                            "'" + path + "' model_state");
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (auto& nt : sd)
     tensors.emplace_back(nt.name.rfind("sam.", 0) == 0 ? nt.name.substr(4) : nt.name, nt.tensor);
   model::load_state_dict(sam, tensors, path);
-  const auto* os = d->find("optimizer_state")->get_if<V::Dict>();
-  opt.step = static_cast<int64_t>(os->find("step")->number());
-  const auto m = checkpoint::value_to_state_dict(*os->find("exp_avg"), "'" + path + "' exp_avg");
-  const auto v =
-      checkpoint::value_to_state_dict(*os->find("exp_avg_sq"), "'" + path + "' exp_avg_sq");
-  std::map<std::string, Tensor> params;
-  for (auto& [name, p] : opt.params) params[name] = p;
-  for (size_t i = 0; i < m.size(); ++i) {
-    const auto dev =
-        params.count(m[i].name) ? params[m[i].name].device() : torch::Device(torch::kCPU);
-    opt.state[m[i].name] = {m[i].tensor.to(dev).clone(), v.at(i).tensor.to(dev).clone()};
-  }
-  RunState st;
-  st.iteration = static_cast<int64_t>(d->find("iteration")->number());
-  st.best_metric = d->find("best_metric")->number();
-  st.best_iteration = static_cast<int64_t>(d->find("best_iteration")->number());
-  st.current_metric = d->find("current_metric")->number();
-  st.train_time = d->find("train_time")->number();
   return st;
-}
-
-// Keeps the rows of a CSV log whose first column (iteration) is <= last: a
-// resumed run rewrites what happened after its checkpoint.
-void truncate_log(const std::string& path, int64_t last) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string header, line, kept;
-  std::getline(in, header);
-  kept = header + "\n";
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    if (std::stoll(line.substr(0, line.find(','))) <= last) kept += line + "\n";
-  }
-  in.close();
-  write_file_atomic(path, kept);
 }
 
 }  // namespace
 
 TrainSummary run_training(const TrainConfig& cfg) {
+  if (cfg.objective != "interactive") return run_semantic_training(cfg);  // semantic_trainer.cpp
   const auto t_start = Clock::now();
   const int world = cfg.world_size;
-  if (cfg.batch_size % world != 0) {
-    throw InputError("batch_size " + std::to_string(cfg.batch_size) +
-                     " must be divisible by the number of processes " + std::to_string(world));
-  }
-  const int threads =
-      cfg.threads > 0 ? cfg.threads
-                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world);
-  at::set_num_threads(threads);
-  torch::Device dev(cfg.device == "cuda" ? torch::kCUDA : torch::kCPU);
-  if (dev.is_cuda()) {
-    if (!torch::cuda::is_available())
-      throw InputError("device cuda requested but no CUDA device is available");
-    dev = torch::Device(torch::kCUDA,
-                        cfg.rank % std::max<int>(1, static_cast<int>(torch::cuda::device_count())));
-  }
+  const torch::Device dev = training_device(cfg);
   DataParallel dp(cfg.rank, world, cfg.master_addr, cfg.master_port, dev);
   const bool main = dp.is_main();
 
