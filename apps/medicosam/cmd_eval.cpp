@@ -14,7 +14,9 @@
 #include "medicosam/eval/interactive2d.hpp"
 #include "medicosam/eval/interactive3d.hpp"
 #include "medicosam/eval/report.hpp"
+#include "medicosam/eval/semantic.hpp"
 #include "medicosam/segment/segmenter.hpp"
+#include "medicosam/train/semantic_net.hpp"
 
 namespace medicosam::cli {
 namespace fs = std::filesystem;
@@ -49,6 +51,9 @@ struct EvalArgs {
   double iou_threshold = 0.5;
   double box_extension = 0.05;
   std::string axis = "axial";
+  // semantic
+  std::string decoder;
+  std::string classes = "foreground";
   // GrabCut
   int grabcut_iterations = 3;
   int grabcut_max_side = 256;
@@ -89,6 +94,9 @@ std::string command_line(const EvalArgs& a) {
       << " --box-extension " << a.box_extension << " --grid-search " << a.grid;
     if (a.axis != "axial") s << " --axis " << a.axis;
     if (a.seed) s << " --seed " << a.seed;
+  } else if (a.protocol == "semantic") {
+    if (!a.decoder.empty()) s << " --decoder " << quote_if_needed(a.decoder);
+    s << " --classes " << a.classes;
   }
   if (a.min_size) s << " --min-size " << a.min_size;
   if (a.limit) s << " --limit " << a.limit;
@@ -256,16 +264,74 @@ void run_interactive3d(const EvalArgs& a, const std::vector<Method>& methods) {
   std::printf("report: %s\n", (fs::path(a.out) / "summary.md").string().c_str());
 }
 
+// A semantic model (SAM encoder + UNETR head, or U-Net) in the semantic protocol.
+class NetSegmenter : public eval::SemanticSegmenter {
+ public:
+  NetSegmenter(train::SemanticNet net, std::string name) : net_(std::move(net)), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  int num_classes() const override { return net_.num_classes(); }
+  std::vector<uint16_t> segment(const uint8_t* rgb, int h, int w) override { return net_.segment(rgb, h, w); }
+  const train::SemanticNet& net() const { return net_; }
+
+ private:
+  train::SemanticNet net_;
+  std::string name_;
+};
+
+void run_semantic(const EvalArgs& a) {
+  if (!a.baselines.empty())
+    throw InputError("--protocol semantic: --baseline " + a.baselines.front() +
+                     " is interactive; the semantic baseline is a U-Net checkpoint given with --model "
+                     "(train it with objective semantic, semantic.model unet)");
+  if (a.models.empty())
+    throw InputError("--protocol semantic needs --model: a checkpoint with a UNETR head or a medicosam U-Net");
+  const auto methods = methods_of(a);
+  std::vector<std::pair<train::DatasetSpec, std::unique_ptr<train::SampleSource>>> datasets;
+  const std::string normalize = a.normalize.empty() ? "percentile" : a.normalize;
+  for (const auto& d : a.data) {
+    train::DatasetSpec spec;
+    spec.type = "folder";
+    spec.path = d;
+    spec.split = a.split;
+    spec.normalize = normalize;
+    spec.classes = a.classes;
+    spec.limit = a.limit;
+    auto src = train::open_dataset(spec);
+    if (src->size() == 0) throw InputError("--data '" + d + "': no images in split '" + a.split + "'");
+    datasets.emplace_back(spec, std::move(src));
+  }
+  eval::SemanticEvalOptions o;
+  o.nsd_tolerance_mm = a.nsd_tolerance;
+  o.progress = !a.quiet;
+  eval::ReportOptions ropts;
+  ropts.title = "medicosam semantic evaluation";
+  ropts.command = command_line(a);
+  ropts.notes.push_back("Intensity normalisation: " + normalize +
+                        " (must match the model's training data); class maps: " + a.classes + ".");
+  std::vector<eval::SemanticResult> results;
+  fs::create_directories(a.out);
+  for (const auto& m : methods) {
+    NetSegmenter seg(train::SemanticNet::load(m.checkpoint, a.decoder, a.device, a.threads), m.name);
+    ropts.notes.push_back(m.name + ": " + seg.net().describe());
+    for (const auto& [spec, src] : datasets) {
+      results.push_back(eval::run_semantic(seg, *src, spec.label(), o));
+      eval::write_semantic_report(a.out, results, o, ropts);  // a valid partial report after every run
+    }
+  }
+  std::printf("%-28s %-24s %7s %9s  %s\n", "dataset", "method", "images", "mean Dice", "Dice per class");
+  for (const auto& r : results) {
+    std::string per;
+    for (const auto& c : r.per_class()) per += (per.empty() ? "" : " ") + eval::format_number(c.dice, 3);
+    std::printf("%-28s %-24s %7zu %9s  %s\n", r.dataset.c_str(), r.method.c_str(), r.images.size(),
+                eval::format_number(r.mean_dice(), 3).c_str(), per.c_str());
+  }
+  std::printf("report: %s\n", (fs::path(a.out) / "summary.md").string().c_str());
+}
+
 void run_eval(const EvalArgs& a) {
   if (a.protocol == "semantic") {
-    std::string what = a.models.empty()
-                           ? (a.baselines.empty() ? default_model_path() : a.baselines.front())
-                           : a.models.front();
-    throw InputError(
-        "--protocol semantic: not available for this model ('" + what +
-        "'): medicosam has no semantic segmentation head yet (MedicoSAM's semantic results come "
-        "from a "
-        "separately trained UNETR decoder); use --protocol interactive2d or interactive3d");
+    run_semantic(a);
+    return;
   }
   const auto methods = methods_of(a);
   if (a.protocol == "interactive2d") {
@@ -354,6 +420,12 @@ void register_eval(CLI::App& app) {
                   "GrabCut works on the region of interest downscaled to this side (default 256; 0 "
                   "= full size)")
       ->check(CLI::Range(0, 8192));
+  cmd->add_option("--decoder", a->decoder,
+                  "semantic: a separate UNETR decoder file for the --model checkpoint(s)");
+  cmd->add_option("--classes", a->classes,
+                  "semantic: ground-truth classes: foreground (default: every labelled pixel is class 1) "
+                  "or ids (label values are class ids; instances/ if present, else masks/)")
+      ->check(CLI::IsMember({"foreground", "ids"}));
   cmd->add_flag("--quiet,-q", a->quiet, "No progress bars");
   cmd->callback([a]() { run_eval(*a); });
 }

@@ -91,7 +91,10 @@ TEST(CliEval, ClearErrors) {
       " --data " + (tmp.path / "discs").string() + " --out " + (tmp.path / "r").string();
   CliRun r = run_cli("eval --protocol semantic --baseline grabcut" + data);
   EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.output.find("not available for this model"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the semantic baseline is a U-Net"), std::string::npos) << r.output;
+  r = run_cli("eval --protocol semantic" + data);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.output.find("needs --model"), std::string::npos) << r.output;
   r = run_cli("eval --baseline grabcut --data /nonexistent/ds --out " + (tmp.path / "r").string());
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.output.find("/nonexistent/ds"), std::string::npos) << r.output;
