@@ -111,7 +111,11 @@ std::vector<uint16_t> expected_labels(const std::string& path, int k) {
                       predictor.model().img_size);
 }
 
-clitest::CliResult cli(const std::string& args) { return clitest::run_cli(args); }
+// `semantic` runs in fp32: the labels are compared with the head's fp32 argmax
+// in-process, and --precision auto picks bf16 on CPUs that compute it natively.
+clitest::CliResult cli(const std::string& args) {
+  return clitest::run_cli(args.rfind("semantic ", 0) == 0 ? args + " --precision fp32" : args);
+}
 
 void expect_clear_error(const clitest::CliResult& r, const std::string& what, const fs::path& output) {
   EXPECT_EQ(r.code, 1) << r.err;
