@@ -188,10 +188,14 @@ int main(int argc, char** argv) try {
   {
     torch::InferenceMode guard;
     const int H = 512, W = 512;
-    auto emb = torch::randn({1, cfg.encoder.out_chans, cfg.image_embedding_size(), cfg.image_embedding_size()});
+    // Channels-last, as SamPredictor keeps embeddings (the decoder reads them token-major).
+    auto emb = torch::randn({1, cfg.encoder.out_chans, cfg.image_embedding_size(), cfg.image_embedding_size()})
+                   .contiguous(at::MemoryFormat::ChannelsLast);
     const auto in = predict::preprocess_shape(H, W, S);
     const predict::CoordTransform tf{{H, W}, in};
     std::vector<std::vector<double>> t(np);
+    std::vector<torch::Tensor> pes;  // positional encodings, channels-last as in SamPredictor
+    for (auto& sam : sams) pes.push_back(sam->prompt_encoder->dense_pe().contiguous(at::MemoryFormat::ChannelsLast));
     for (int i = 0; i < args.click_runs + 3; ++i) {
       for (size_t k = 0; k < np; ++k) {
         auto& sam = sams[k];
@@ -199,7 +203,7 @@ int main(int argc, char** argv) try {
         auto coords = torch::tensor({tf.x(200.0 + i), tf.y(300.0)}).view({1, 1, 2});
         auto labels = torch::tensor({int64_t{1}}).view({1, 1});
         auto [sparse, dense] = sam->prompt_encoder->forward(coords, labels, {}, {});
-        auto [low, iou] = sam->mask_decoder->forward(emb, sam->prompt_encoder->dense_pe(), sparse, dense, true);
+        auto [low, iou] = sam->mask_decoder->forward(emb, pes[k], sparse, dense, true);
         auto best = iou.argmax(1).item<int64_t>();
         auto hires = sam->postprocess_masks(low, in.height, in.width, H, W);
         auto mask = (hires.select(1, best) > 0).to(torch::kUInt8).contiguous();

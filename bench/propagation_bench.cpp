@@ -180,8 +180,9 @@ int main(int argc, char** argv) try {
     model::Sam sam(model::SamConfig::vit_b());
     sam->eval();
     sam->mask_decoder->set_precision(model::resolve_precision(precision, false));
-    auto emb = torch::randn({1, 256, 64, 64});
-    auto pe = sam->prompt_encoder->dense_pe();
+    // Channels-last embedding and positional encoding, as SamPredictor keeps them.
+    auto emb = torch::randn({1, 256, 64, 64}).contiguous(at::MemoryFormat::ChannelsLast);
+    auto pe = sam->prompt_encoder->dense_pe().contiguous(at::MemoryFormat::ChannelsLast);
     auto boxes = torch::tensor({100.f, 120.f, 400.f, 380.f}).view({1, 4});
     auto mask = torch::randn({1, 1, 256, 256});
     std::vector<double> t_prompt, t_transformer, t_upscale, t_post;

@@ -23,8 +23,8 @@ void ModelOptions::add_to(CLI::App& app, bool model_required) {
   app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "cpu or cuda (when libtorch has CUDA)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--precision", precision,
-                 "Image encoder: fp32 (default, the reference numerics), bf16, or auto (bf16 where the CPU "
-                 "computes it natively, else fp32)")
+                 "auto (default: bf16 where the CPU computes it natively, else fp32), fp32 (the reference "
+                 "numerics) or bf16 (image encoder and the decoder's products over image tokens)")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
 }
 

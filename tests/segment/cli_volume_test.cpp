@@ -103,7 +103,9 @@ class CliVolume : public ::testing::Test {
       GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
   }
   static void TearDownTestSuite() { fs::remove_all(env().dir); }
-  static std::string model() { return " --model " + kModel + " --threads 2 "; }
+  // fp32: the checks compare with the official implementation's numbers (the
+  // CLI's default, auto, picks bf16 on CPUs that compute it natively).
+  static std::string model() { return " --model " + kModel + " --threads 2 --precision fp32 "; }
 };
 
 TEST_F(CliVolume, EmbedKeepsTheNpyFormAndFillsACacheOnce) {

@@ -349,7 +349,7 @@ TEST(EmbeddingCache, KilledEmbeddingRunResumesWhereItStopped) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::execl(cli, cli, "embed", vol_path.c_str(), "--cache", dir.c_str(), "--model", kModel.c_str(),
-            "--threads", "2", "--quiet", static_cast<char*>(nullptr));
+            "--threads", "2", "--precision", "fp32", "--quiet", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   // Kill it as soon as the first slice is on disk.

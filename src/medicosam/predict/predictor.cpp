@@ -60,7 +60,9 @@ Embedding Embedding::from_npy(const NpyArray& a, Size2 original, Size2 input) {
   }
   auto impl = std::make_shared<Impl>();
   const auto dtype = a.type == NpyType::kFloat32 ? torch::kFloat32 : torch::kFloat16;
-  impl->features = torch::from_blob(const_cast<uint8_t*>(a.data.data()), a.shape, dtype).to(torch::kFloat32).clone();
+  impl->features = torch::from_blob(const_cast<uint8_t*>(a.data.data()), a.shape, dtype)
+                       .to(torch::kFloat32)
+                       .clone(at::MemoryFormat::ChannelsLast);  // owns its data; layout: see encode()
   impl->original = original;
   impl->input = input;
   Embedding e;
@@ -186,7 +188,10 @@ Embedding SamPredictor::encode(const uint8_t* pixels, int height, int width, int
   if (channels == 1) t = t.expand({1, 3, input.height, input.width});
   auto features = sam.image_encoder->forward(sam.preprocess(t));
   auto impl = std::make_shared<Embedding::Impl>();
-  impl->features = features;
+  // Channels-last: the decoder reads the embedding token-major (one row of C
+  // values per pixel), which is then a view instead of a transposing copy on
+  // every click. Same values; to_npy gives the usual (1, C, g, g) layout.
+  impl->features = features.contiguous(at::MemoryFormat::ChannelsLast);
   impl->original = {height, width};
   impl->input = input;
   Embedding e;

@@ -62,12 +62,13 @@ void validate_prompt(const Prompt& p, Size2 image_size, int low_res_size = 0, si
 struct PredictorOptions {
   int threads = 0;             // 0 = all cores
   std::string device = "cpu";  // "cpu" or "cuda" (when libtorch has CUDA)
-  // Image encoder precision: "fp32" (the reference numerics), "bf16" (bfloat16
-  // matrix products, float32 norms and residuals; about 4x faster on CPUs with
-  // avx512_bf16/AMX, slower where emulated) or "auto" (bf16 on a CPU with native
-  // bfloat16, fp32 otherwise and on CUDA). Embeddings are float32 either way.
-  // Anything else: InputError. The library default stays fp32; the CLI passes
-  // the user's --precision (default auto).
+  // Precision: "fp32" (the reference numerics), "bf16" (bfloat16 matrix
+  // products in the image encoder and in the decoder's products over image
+  // tokens, float32 norms, residuals and logits; several times faster on CPUs
+  // with avx512_bf16/AMX, slower where emulated) or "auto" (bf16 on a CPU with
+  // native bfloat16, fp32 otherwise and on CUDA). Embeddings are float32 either
+  // way. Anything else: InputError. The library default stays fp32; the CLI
+  // and the server pass the user's --precision (default auto).
   std::string precision = "fp32";
 };
 
@@ -101,7 +102,7 @@ struct ModelSummary {
   int embedding_size = 0;    // grid side
   int embedding_channels = 0;
   int low_res_size = 0;
-  std::string precision;     // "fp32" or "bf16": what the encoder computes in
+  std::string precision;     // "fp32" or "bf16": what the encoder and decoder compute in
 };
 
 class SamPredictor {
