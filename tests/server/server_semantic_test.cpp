@@ -63,7 +63,7 @@ TEST(ServerSemantic, HeadIsASegmentationModelAndMatchesTheCli) {
   servertest::ServerProcess server(bin,
                                    {"--datastore", (dir / "datastore").string(), "--threads", "2", "--model",
                                     "sem=" + ckpt, "--model", "plain=" + kDefaultModel.string(), "--web-dir", "none",
-                                    "--precision", "fp32"},  // the CLI's default, so both compute the same embeddings
+                                    "--precision", "fp32"},  // as the CLI run below, so both compute the same embeddings
                                    (dir / "server.log").string());
   httplib::Client c("127.0.0.1", server.port());
   c.set_read_timeout(600, 0);
@@ -91,7 +91,7 @@ TEST(ServerSemantic, HeadIsASegmentationModelAndMatchesTheCli) {
 
   // The CLI on the same checkpoint and file.
   const auto cli_out = (dir / "cli.nii.gz").string();
-  const auto cmd = std::string(bin) + " semantic --quiet --threads 2 -m " + ckpt + " " + kBrain.string() + " --out " +
+  const auto cmd = std::string(bin) + " semantic --quiet --threads 2 --precision fp32 -m " + ckpt + " " + kBrain.string() + " --out " +
                    cli_out + " > " + (dir / "cli.log").string() + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << (dir / "cli.log");
   const auto from_cli = io::read_label_map(cli_out);
