@@ -568,18 +568,27 @@ struct ResizeTaps {
 };
 
 ResizeTaps composed_resize_taps(int64_t L, int64_t S, int64_t keep, int64_t out) {
-  const auto m = composed_resize_dense(L, S, keep, out);
+  // Built tap by tap like composed_resize_dense, without the dense out x L
+  // matrix: this runs on every click.
   ResizeTaps t{std::vector<int64_t>(static_cast<size_t>(out * kMaxTaps), 0),
                std::vector<float>(static_cast<size_t>(out * kMaxTaps), 0.f)};
+  std::pair<int64_t, double> down[2], up[2];
   for (int64_t o = 0; o < out; ++o) {
+    std::pair<int64_t, double> row[kMaxTaps];
     int n = 0;
-    for (int64_t i = 0; i < L; ++i) {
-      const double w = m[static_cast<size_t>(o * L + i)];
-      if (w == 0.0) continue;
-      if (n == kMaxTaps) throw std::logic_error("composed resize: more taps than expected");
-      t.index[static_cast<size_t>(o * kMaxTaps + n)] = i;
-      t.weight[static_cast<size_t>(o * kMaxTaps + n)] = static_cast<float>(w);
-      ++n;
+    const int nd = bilinear_taps(keep, out, o, down);
+    for (int j = 0; j < nd; ++j) {
+      const int nu = bilinear_taps(L, S, down[j].first, up);
+      for (int k = 0; k < nu; ++k) {
+        int i = 0;
+        while (i < n && row[i].first != up[k].first) ++i;
+        if (i == n) row[n++] = {up[k].first, 0.0};
+        row[i].second += down[j].second * up[k].second;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      t.index[static_cast<size_t>(o * kMaxTaps + i)] = row[i].first;
+      t.weight[static_cast<size_t>(o * kMaxTaps + i)] = static_cast<float>(row[i].second);
     }
   }
   return t;
