@@ -1,5 +1,6 @@
 // `medicosam eval`: models and classical baselines through MedicoSAM's
 // evaluation protocols on datasets, into a report folder (docs/evaluation.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include "cli_common.hpp"
 #include "commands.hpp"
 #include "medicosam/core/error.hpp"
+#include "medicosam/eval/boxfill.hpp"
 #include "medicosam/eval/dataset.hpp"
 #include "medicosam/eval/grabcut.hpp"
 #include "medicosam/eval/interactive2d.hpp"
@@ -41,6 +43,7 @@ struct EvalArgs {
   int64_t limit = 0;
   int resize = 0;
   std::string normalize;  // "" = the protocol's (2D minmax, 3D minmax:volume)
+  bool instance_classes = false;
   double nsd_tolerance = 2.0;
   int overlays = 1;
   int batch_size = 32;
@@ -63,7 +66,7 @@ struct EvalArgs {
 struct Method {
   std::string name;
   std::string checkpoint;  // empty for baselines
-  std::string baseline;    // "grabcut"
+  std::string baseline;    // "grabcut" or "boxfill"
 };
 
 std::string quote_if_needed(const std::string& s) {
@@ -101,6 +104,7 @@ std::string command_line(const EvalArgs& a) {
   if (a.min_size) s << " --min-size " << a.min_size;
   if (a.limit) s << " --limit " << a.limit;
   if (!a.normalize.empty()) s << " --normalize " << a.normalize;
+  if (a.instance_classes) s << " --instance-classes";
   s << " --out " << quote_if_needed(a.out);
   return s.str();
 }
@@ -127,6 +131,7 @@ std::vector<Method> methods_of(const EvalArgs& a) {
 }
 
 std::unique_ptr<segment::ImageSegmenter> make_segmenter(const Method& m, const EvalArgs& a) {
+  if (m.baseline == "boxfill") return std::make_unique<eval::BoxFillSegmenter>(m.name);
   if (!m.baseline.empty()) {
     eval::GrabCutOptions o;
     o.iterations = a.grabcut_iterations;
@@ -156,6 +161,7 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
   dopts.split = a.split;
   dopts.limit = a.limit;
   dopts.resize_to = a.resize;
+  dopts.instance_classes = a.instance_classes;
   dopts.normalization = io::parse_normalization(a.normalize.empty() ? "minmax" : a.normalize);
   std::vector<eval::Dataset2D> datasets;
   for (const auto& d : a.data) {
@@ -186,6 +192,11 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
             "at the image's size.");
   ropts.notes.push_back("Intensity normalisation: " + io::to_string(dopts.normalization) + ".");
   for (const auto& m : methods) {
+    if (m.baseline == "boxfill") {
+      ropts.notes.push_back(
+          "boxfill: the filled prompt box (every pixel whose centre lies in the tight box), the "
+          "trivial baseline a model must beat; box start only, corrective clicks change nothing.");
+    }
     if (m.baseline == "grabcut") {
       ropts.notes.push_back(
           "grabcut: OpenCV GrabCut, " + std::to_string(a.grabcut_iterations) +
@@ -203,8 +214,18 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
   fs::create_directories(a.out);
   for (const auto& m : methods) {
     auto seg = make_segmenter(m, a);
+    auto mo = o;
+    if (m.baseline == "boxfill") {
+      // The filled box has no point start: it runs the box start (if asked for) only.
+      mo.starts.erase(std::remove(mo.starts.begin(), mo.starts.end(), eval::StartPrompt::kPoint),
+                      mo.starts.end());
+      if (mo.starts.empty()) {
+        throw InputError("--baseline boxfill fills the prompt box: it needs the box start "
+                         "(--starts box)");
+      }
+    }
     for (const auto& ds : datasets) {
-      results.push_back(eval::run_interactive2d(*seg, ds, o));
+      results.push_back(eval::run_interactive2d(*seg, ds, mo));
       const auto ov =
           eval::write_interactive2d_overlays(a.out, *seg, ds, results.back(), a.overlays);
       overlays.insert(overlays.end(), ov.begin(), ov.end());
@@ -217,6 +238,10 @@ void run_interactive2d(const EvalArgs& a, const std::vector<Method>& methods) {
 }
 
 void run_interactive3d(const EvalArgs& a, const std::vector<Method>& methods) {
+  for (const auto& m : methods)
+    if (m.baseline == "boxfill")
+      throw InputError("--baseline boxfill is a 2D baseline (a filled box carried through "
+                       "propagation stays that box); use it with --protocol interactive2d");
   std::vector<eval::Dataset3D> datasets;
   for (const auto& d : a.data) datasets.push_back(eval::Dataset3D::open(d, a.split, a.limit));
   eval::Interactive3DOptions o;
@@ -354,8 +379,9 @@ void register_eval(CLI::App& app) {
                   "Dataset folder: images/ + masks/ or instances/ [+ split.json] (repeatable)")
       ->required();
   cmd->add_option("--baseline", a->baselines,
-                  "Classical baseline in the same harness (repeatable): grabcut")
-      ->check(CLI::IsMember({"grabcut"}));
+                  "Baseline in the same harness (repeatable): grabcut (OpenCV GrabCut) or boxfill "
+                  "(the filled prompt box; box start only, clicks change nothing)")
+      ->check(CLI::IsMember({"grabcut", "boxfill"}));
   cmd->add_option("--split", a->split,
                   "Split of split.json to use, or 'all' (default test; all without split.json)");
   cmd->add_option("--protocol", a->protocol, "interactive2d (default), interactive3d or semantic")
@@ -386,6 +412,9 @@ void register_eval(CLI::App& app) {
                   "Resize images and masks to NxN first (the paper: 1024); default 0 = keep each "
                   "image's size")
       ->check(CLI::Range(0, 4096));
+  cmd->add_flag("--instance-classes", a->instance_classes,
+               "2D: read instances/ first and make each instance id a class (for datasets whose "
+               "ids name the same structure in every image, e.g. organs); default: masks/ first");
   cmd->add_option(
       "--normalize", a->normalize,
       "Intensity normalisation (io spec; default minmax as MedicoSAM, minmax:volume for 3D)");

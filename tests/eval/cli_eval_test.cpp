@@ -63,6 +63,44 @@ TEST(CliEval, GrabCutBaselineWritesAReport) {
   EXPECT_NE(j["command"].get<std::string>().find("--baseline grabcut"), std::string::npos);
 }
 
+TEST(CliEval, BoxFillBaselineNextToGrabCut) {
+  if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
+  TempDir tmp("cli_eval_boxfill");
+  write_binary_dataset(tmp.path / "discs", 3);
+  const auto out = tmp.path / "report";
+  const std::string data = " --data " + (tmp.path / "discs").string();
+  const CliRun r = run_cli("eval --baseline grabcut --baseline boxfill" + data +
+                           " --iterations 3 -q --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const auto j = nlohmann::json::parse(read_file((out / "summary.json").string()));
+  ASSERT_EQ(j["results"].size(), 2u);
+  const auto& gc = j["results"][0];
+  const auto& bf = j["results"][1];
+  EXPECT_EQ(bf["method"], "boxfill");
+  // The filled box has no point start and its corrections change nothing.
+  EXPECT_TRUE(bf["point"].is_null());
+  EXPECT_TRUE(gc["starts"].contains("point"));
+  EXPECT_FALSE(bf["starts"].contains("point"));
+  EXPECT_DOUBLE_EQ(bf["box"].get<double>(), bf["i_b"].get<double>());
+  EXPECT_DOUBLE_EQ(bf["starts"]["box"]["worse_rounds"].get<double>(), 0.0);
+  // Discs fill pi/4 of their box: Dice about 2 (pi/4) / (1 + pi/4) = 0.88.
+  EXPECT_GT(bf["box"].get<double>(), 0.8);
+  EXPECT_LT(bf["box"].get<double>(), 0.95);
+  const std::string md = read_file((out / "summary.md").string());
+  EXPECT_NE(md.find("Corrections that made it worse"), std::string::npos);
+  EXPECT_NE(md.find("boxfill: the filled prompt box"), std::string::npos);
+
+  // Point start only, or a 3D protocol: refused with the reason.
+  CliRun e = run_cli("eval --baseline boxfill --starts point" + data + " -q --out " +
+                     (tmp.path / "e1").string());
+  EXPECT_NE(e.rc, 0);
+  EXPECT_NE(e.output.find("needs the box start"), std::string::npos) << e.output;
+  e = run_cli("eval --baseline boxfill --protocol interactive3d" + data + " -q --out " +
+              (tmp.path / "e2").string());
+  EXPECT_NE(e.rc, 0);
+  EXPECT_NE(e.output.find("2D baseline"), std::string::npos) << e.output;
+}
+
 TEST(CliEval, FixtureModelOnRealData) {
   if (!have_cli()) GTEST_SKIP() << "MEDICOSAM_CLI not set (run through ctest)";
   const auto model = kShared / "fixtures/sam_parity/sam_tiny_seed0.pth";

@@ -2,6 +2,8 @@
 // data in ../shared/data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 
 #include "medicosam/core/error.hpp"
@@ -162,4 +164,35 @@ TEST(Dataset2D, SharedDataTestSplits) {
   // BUSI has masks/ and instances/: masks/ (the union) is used.
   const auto busi = Dataset2D::open((kData / "busi").string());
   EXPECT_EQ(busi.entry(0).truth, ImageEntry::Truth::kLabelMap);
+}
+
+TEST(Dataset2D, InstanceIdsAsClassesForOrganDatasets) {
+  if (!fs::exists(kData / "mscmr_bssfp_mri")) GTEST_SKIP() << "no " << kData;
+  Dataset2DOptions o;
+  o.instance_classes = true;
+  const auto cmr = Dataset2D::open((kData / "mscmr_bssfp_mri").string(), o);
+  const auto merged = Dataset2D::open((kData / "mscmr_bssfp_mri").string());
+  ASSERT_EQ(cmr.size(), merged.size());
+  // Per structure (1 myocardium, 2 LV pool, 3 RV), named by id also when an image has only
+  // one, and together exactly the union in masks/.
+  size_t most = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    const Sample2D s = cmr.load(i), u = merged.load(i);
+    ASSERT_EQ(u.classes.size(), 1u);
+    most = std::max(most, s.classes.size());
+    std::vector<uint8_t> all(u.classes[0].mask.data.size(), 0);
+    for (const auto& c : s.classes) {
+      EXPECT_TRUE(c.name == "class_1" || c.name == "class_2" || c.name == "class_3") << c.name;
+      for (size_t k = 0; k < all.size(); ++k) {
+        EXPECT_FALSE(all[k] && c.mask.data[k]) << "classes overlap at " << k;
+        all[k] |= c.mask.data[k];
+      }
+    }
+    EXPECT_EQ(all, u.classes[0].mask.data) << s.name;
+  }
+  EXPECT_EQ(most, 3u);
+  // Without instances/ the option changes nothing.
+  const auto ph2 = Dataset2D::open((kData / "ph2_dermoscopy").string(), o);
+  EXPECT_EQ(ph2.load(0).classes.size(), 1u);
+  EXPECT_EQ(ph2.load(0).classes[0].name, "foreground");
 }

@@ -265,3 +265,45 @@ TEST(Interactive2D, AnySampleSourceAndOnImageCallback) {
   ASSERT_TRUE(s.box && s.i_b);
   EXPECT_LT(*s.box, *s.i_b);  // the eroding oracle improves with correction rounds
 }
+
+TEST(Interactive2D, SummaryCountsCorrectionsThatMadeItWorse) {
+  Interactive2DResult r;
+  r.method = "m";
+  r.dataset = "d";
+  r.options.n_iterations = 3;
+  r.options.starts = {StartPrompt::kBox};
+  auto add = [&](const std::string& image, std::vector<double> dice) {
+    CaseResult c;
+    c.image = image;
+    c.class_name = "foreground";
+    c.start = StartPrompt::kBox;
+    for (double d : dice) {
+      Metrics m;
+      m.dice = d;
+      c.iterations.push_back(m);
+    }
+    r.cases.push_back(c);
+  };
+  add("i1", {0.5, 0.4, 0.6});      // round 1 worse, ends above its start
+  add("i2", {0.8, 0.9, 0.7});      // round 2 worse, ends below its start
+  add("i3", {0.7, 0.7, 0.7005});   // changes below the tolerance are not "worse"
+  add("i4", {0.6, 0.6995, 0.699}); // a 0.0005 drop: not worse
+  const auto sum = summarize(r);
+  const auto* st = sum.find(StartPrompt::kBox);
+  ASSERT_TRUE(st);
+  ASSERT_EQ(st->worse_share.size(), 3u);
+  EXPECT_TRUE(std::isnan(st->worse_share[0]));
+  EXPECT_DOUBLE_EQ(st->worse_share[1], 0.25);
+  EXPECT_DOUBLE_EQ(st->worse_share[2], 0.25);
+  EXPECT_DOUBLE_EQ(st->worse_rounds, 2.0 / 8);
+  EXPECT_DOUBLE_EQ(st->worse_final, 0.25);
+
+  // Without correction rounds there is nothing to count.
+  r.options.n_iterations = 1;
+  for (auto& c : r.cases) c.iterations.resize(1);
+  const auto sum1 = summarize(r);
+  const auto* one = sum1.find(StartPrompt::kBox);
+  ASSERT_TRUE(one);
+  EXPECT_TRUE(std::isnan(one->worse_rounds));
+  EXPECT_TRUE(std::isnan(one->worse_final));
+}

@@ -199,7 +199,10 @@ Dataset2D Dataset2D::open(const std::string& dir, const Dataset2DOptions& option
     ImageEntry e;
     e.name = name;
     e.image_path = images.at(name);
-    if (auto m = masks.find(name); m != masks.end()) {
+    if (auto in = instances.find(name); options.instance_classes && in != instances.end()) {
+      e.truth = ImageEntry::Truth::kClassMap;
+      e.truth_path = in->second;
+    } else if (auto m = masks.find(name); m != masks.end()) {
       e.truth = ImageEntry::Truth::kLabelMap;
       e.truth_path = m->second;
     } else if (auto in = instances.find(name); in != instances.end()) {
@@ -234,10 +237,12 @@ Sample2D Dataset2D::load(size_t i) const {
 
   std::vector<ClassMask> classes;
   switch (e.truth) {
-    case ImageEntry::Truth::kLabelMap: {
+    case ImageEntry::Truth::kLabelMap:
+    case ImageEntry::Truth::kClassMap: {
       const io::LabelMap lm = read_truth(e.truth_path, rgb);
       const auto present = lm.labels_present();
-      const bool binary = present.size() == 1 && (present[0] == 255 || present[0] == 1);
+      const bool binary = e.truth == ImageEntry::Truth::kLabelMap && present.size() == 1 &&
+                          (present[0] == 255 || present[0] == 1);
       if (binary) {
         classes.push_back({"foreground", mask_where(lm, 0, true)});
       } else {

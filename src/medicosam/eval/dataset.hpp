@@ -6,6 +6,8 @@
 //                            or only 1) is one class "foreground", other
 //                            values v are classes "class_<v>"
 //   instances/<stem>.<ext>   instance map: every instance > 0 is class "foreground"
+//                            (with Dataset2DOptions::instance_classes: read first,
+//                            each id a class "class_<id>")
 //   masks/<stem>_<class>_<k>.<ext>
 //                            one file per instance (SAM-Med2D layout): the
 //                            files of one <class> together are that class
@@ -41,8 +43,9 @@ struct Sample2D {
 struct ImageEntry {
   std::string name;
   std::string image_path;
-  enum class Truth { kLabelMap, kInstanceMap, kInstanceFiles } truth = Truth::kLabelMap;
-  std::string truth_path;                                        // kLabelMap, kInstanceMap
+  enum class Truth { kLabelMap, kInstanceMap, kInstanceFiles, kClassMap } truth = Truth::kLabelMap;
+  // kClassMap: every value v > 0 is class "class_<v>", also when it is the only one.
+  std::string truth_path;  // kLabelMap, kInstanceMap, kClassMap
   std::vector<std::pair<std::string, std::string>> class_files;  // kInstanceFiles: (class, path)
 };
 
@@ -56,6 +59,12 @@ struct Dataset2DOptions {
   // S > 0: resize image (bilinear) and masks (nearest) directly to S x S first,
   // as the MedicoSAM paper's preprocessing does with S = 1024.
   int resize_to = 0;
+  // Read instances/<stem> first, as a label map whose values are classes
+  // ("class_<v>"): for datasets whose instance ids mean the same structure in
+  // every image (CHAOS organs, MS-CMRSeg cardiac structures), so each
+  // structure is its own class instead of one merged "foreground" from the
+  // union in masks/. Not for per-image lesion numbers (BUSI).
+  bool instance_classes = false;
 };
 
 class Dataset2D {

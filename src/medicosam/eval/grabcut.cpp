@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "medicosam/core/error.hpp"
+#include "medicosam/eval/single_mask.hpp"
 
 namespace medicosam::eval {
 
@@ -144,18 +145,8 @@ std::vector<uint8_t> GrabCutSegmenter::segment(const predict::Prompt& p) const {
 
 std::vector<predict::Prediction> GrabCutSegmenter::predict_batch(
     const std::vector<predict::Prompt>& prompts, bool /*multimask_output*/) {
-  std::vector<predict::Prediction> out;
-  out.reserve(prompts.size());
-  for (const auto& p : prompts) {
-    predict::Prediction r;
-    r.height = height_;
-    r.width = width_;
-    r.num_masks = 1;
-    r.masks = segment(p);
-    r.iou_predictions = {1.0f};
-    out.push_back(std::move(r));
-  }
-  return out;
+  return single_mask_predictions(prompts, height_, width_,
+                                 [this](const predict::Prompt& p) { return segment(p); });
 }
 
 }  // namespace medicosam::eval

@@ -284,6 +284,30 @@ Interactive2DSummary summarize(const Interactive2DResult& result) {
       }
       s.class_dice.push_back(curve);
     }
+    s.worse_share.assign(n_it, std::nan(""));
+    {
+      int rounds = 0, worse = 0, finals = 0, worse_end = 0;
+      for (int it = 1; it < n_it; ++it) {
+        int n = 0, w = 0;
+        for (const auto& [name, cases] : by_class)
+          for (const auto* c : cases) {
+            if (it >= int(c->iterations.size())) continue;
+            ++n;
+            w += c->iterations[it].dice < c->iterations[it - 1].dice - kWorseDiceDrop;
+          }
+        if (n > 0) s.worse_share[it] = double(w) / n;
+        rounds += n;
+        worse += w;
+      }
+      for (const auto& [name, cases] : by_class)
+        for (const auto* c : cases) {
+          if (c->iterations.size() < 2) continue;
+          ++finals;
+          worse_end += c->iterations.back().dice < c->iterations.front().dice - kWorseDiceDrop;
+        }
+      if (rounds > 0) s.worse_rounds = double(worse) / rounds;
+      if (finals > 0) s.worse_final = double(worse_end) / finals;
+    }
     for (int it = 0; it < n_it; ++it) {
       std::vector<double> dice, iou_v, nsd, hd;
       for (const auto& [name, cases] : by_class) {

@@ -21,6 +21,7 @@
 // Corrective clicks are random but seeded per (seed, dataset, image, class,
 // start): the same seed gives the same numbers, whatever the order of work.
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -96,7 +97,19 @@ struct StartSummary {
   std::vector<int> hd95_undefined;
   // Per class and iteration: mean Dice (classes in the order above).
   std::vector<std::vector<double>> class_dice;
+  // Corrections that made things worse (a Dice drop of more than
+  // kWorseDiceDrop): per iteration i >= 1 the share of cases whose Dice fell
+  // from iteration i-1 to i (NaN at iteration 0); the share over all
+  // (case, correction round) pairs; the share of cases that end below their
+  // start. NaN without correction rounds.
+  std::vector<double> worse_share;
+  double worse_rounds = std::nan("");
+  double worse_final = std::nan("");
 };
+
+// Dice drop that counts as "worse" in StartSummary (smaller changes are
+// rounding and one-pixel flicker).
+constexpr double kWorseDiceDrop = 1e-3;
 
 struct Interactive2DSummary {
   std::string method, dataset;

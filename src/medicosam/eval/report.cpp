@@ -338,6 +338,9 @@ void write_interactive2d_report(const std::string& out_dir,
         js["nsd"] = curve_json(st.nsd);
         js["hd95"] = curve_json(st.hd95);
         js["hd95_undefined"] = st.hd95_undefined;
+        js["worse_share"] = curve_json(st.worse_share);
+        js["worse_rounds"] = number_or_null(st.worse_rounds);
+        js["worse_final"] = number_or_null(st.worse_final);
         nlohmann::json per_class;
         for (size_t c = 0; c < st.classes.size(); ++c)
           per_class[st.classes[c]] = curve_json(st.class_dice[c]);
@@ -464,6 +467,40 @@ void write_interactive2d_report(const std::string& out_dir,
     }
   }
   md << "\n";
+
+  {
+    // Corrections that made things worse, per dataset x method x start.
+    std::ostringstream rows;
+    for (const auto& ds : datasets)
+      for (size_t k = 0; k < results.size(); ++k) {
+        if (results[k].dataset != ds) continue;
+        for (const auto& st : sums[k].starts) {
+          if (st.n_cases == 0 || !std::isfinite(st.worse_rounds)) continue;
+          int worst_it = 0;
+          for (size_t it = 1; it < st.worse_share.size(); ++it)
+            if (std::isfinite(st.worse_share[it]) &&
+                (worst_it == 0 || st.worse_share[it] > st.worse_share[worst_it]))
+              worst_it = int(it);
+          rows << "| " << ds << " | " << results[k].method << " | " << start_name(st.start)
+               << " | " << md_number(100 * st.worse_rounds, 1) << " % | "
+               << md_number(100 * st.worse_final, 1) << " % | ";
+          if (worst_it > 0)
+            rows << worst_it << " (" << md_number(100 * st.worse_share[worst_it], 1) << " %)";
+          rows << " |\n";
+        }
+      }
+    if (!rows.str().empty()) {
+      md << "## Corrections that made it worse\n\nA correction round is worse when the case's "
+            "Dice drops by more than "
+         << kWorseDiceDrop
+         << " from the round before. rounds = share of all (case, round) pairs; end below start "
+            "= share of cases whose last Dice is below their start Dice; worst round = the round "
+            "with the highest share (its share).\n\n"
+            "| dataset | method | start | rounds worse | end below start | worst round "
+            "|\n|---|---|---|---:|---:|---|\n"
+         << rows.str() << "\n";
+    }
+  }
 
   md << "## Surface metrics\n\nNSD = share of both outlines within the tolerance of the other (1 = "
         "perfect); HD95 = "
