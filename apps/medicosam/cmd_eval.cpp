@@ -9,6 +9,7 @@
 
 #include "cli_common.hpp"
 #include "commands.hpp"
+#include "eval_amg.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/eval/boxfill.hpp"
 #include "medicosam/eval/dataset.hpp"
@@ -384,8 +385,8 @@ void register_eval(CLI::App& app) {
       ->check(CLI::IsMember({"grabcut", "boxfill"}));
   cmd->add_option("--split", a->split,
                   "Split of split.json to use, or 'all' (default test; all without split.json)");
-  cmd->add_option("--protocol", a->protocol, "interactive2d (default), interactive3d or semantic")
-      ->check(CLI::IsMember({"interactive2d", "interactive3d", "semantic"}));
+  cmd->add_option("--protocol", a->protocol, "interactive2d (default), interactive3d, semantic or amg")
+      ->check(CLI::IsMember({"interactive2d", "interactive3d", "semantic", "amg"}));
   cmd->add_option("--out,-o", a->out, "Report folder (created; files in it are replaced)")
       ->required();
   cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")
@@ -456,7 +457,17 @@ void register_eval(CLI::App& app) {
                   "or ids (label values are class ids; instances/ if present, else masks/)")
       ->check(CLI::IsMember({"foreground", "ids"}));
   cmd->add_flag("--quiet,-q", a->quiet, "No progress bars");
-  cmd->callback([a]() { run_eval(*a); });
+  auto amg = std::make_shared<AmgEvalArgs>();  // --protocol amg (cmd_eval_amg.cpp)
+  add_amg_eval_options(*cmd, *amg);
+  cmd->callback([a, amg]() {
+    if (a->protocol == "amg") {
+      run_amg_eval({a->models, a->data, a->baselines, a->split, a->limit, a->normalize, a->min_size, a->out,
+                    a->threads, a->device, a->quiet},
+                   *amg);
+      return;
+    }
+    run_eval(*a);
+  });
 }
 
 }  // namespace medicosam::cli

@@ -8,6 +8,7 @@
 #include "medicosam/core/error.hpp"
 #include "medicosam/io/read.hpp"
 #include "medicosam/model/loader.hpp"
+#include "medicosam/segment/amg.hpp"
 
 namespace medicosam::cli {
 namespace {
@@ -33,7 +34,23 @@ void run_info(const InfoArgs& a) {
   std::error_code ec;
   if (!std::filesystem::exists(a.path, ec)) throw InputError("'" + a.path + "' does not exist");
   if (looks_like_checkpoint(a.path)) {
-    const auto j = model::describe_checkpoint(a.path);
+    auto j = model::describe_checkpoint(a.path);
+    // Automatic-mask defaults (metadata medicosam.amg; `medicosam amg` uses them).
+    std::string amg_line;
+    try {
+      const auto d = segment::amg_defaults_from_metadata(j.value("metadata", nlohmann::json()), a.path);
+      j["amg_defaults"] = {{"pred_iou_thresh", d.pred_iou_thresh},
+                           {"stability_score_thresh", d.stability_score_thresh},
+                           {"from_checkpoint", d.from_checkpoint},
+                           {"source", d.describe()}};
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "pred_iou_thresh %.4g, stability_score_thresh %.4g (", d.pred_iou_thresh,
+                    d.stability_score_thresh);
+      amg_line = buf + d.describe() + ")";
+    } catch (const CheckpointError& e) {
+      j["amg_defaults"] = {{"error", e.what()}};
+      amg_line = std::string("unusable: ") + e.what();
+    }
     if (a.json) {
       std::cout << j.dump() << std::endl;
       return;
@@ -53,6 +70,7 @@ void run_info(const InfoArgs& a) {
               << "decoder:      " << j["decoder"].dump() << "\n"
               << "embedding:    " << j["embedding_shape"].dump() << "\n";
     if (j.contains("metadata")) std::cout << "metadata:     " << j["metadata"].dump() << "\n";
+    std::cout << "amg defaults: " << amg_line << "\n";
     if (j.contains("semantic_head")) {
       const auto& h = j["semantic_head"];
       std::cout << "semantic:     "

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -14,6 +15,7 @@
 #include "medicosam/core/error.hpp"
 #include "medicosam/model/loader.hpp"
 #include "medicosam/model/save.hpp"
+#include "medicosam/segment/amg.hpp"
 #include "medicosam/train/trainer.hpp"
 
 extern char** environ;
@@ -132,6 +134,7 @@ struct ExportArgs {
   std::string out;
   std::string format;
   std::string dtype = "float32";
+  std::optional<double> amg_pred_iou, amg_stability;  // medicosam.amg metadata (else carried over)
 };
 
 void run_export(const ExportArgs& a) {
@@ -143,6 +146,17 @@ void run_export(const ExportArgs& a) {
   if (!a.format.empty())
     opt.format = a.format == "safetensors" ? model::WeightsFormat::kSafetensors : model::WeightsFormat::kPth;
   opt.metadata["medicosam.source"] = a.checkpoint;
+  // AMG defaults: the options, else those the input carries (the same model).
+  if (a.amg_pred_iou.has_value() != a.amg_stability.has_value())
+    throw InputError("give both --amg-pred-iou-thresh and --amg-stability-score-thresh");
+  if (a.amg_pred_iou) {
+    opt.metadata[segment::kAmgMetadataKey] = segment::amg_metadata_value(*a.amg_pred_iou, *a.amg_stability);
+  } else if (const auto d = segment::amg_defaults_from_metadata(loaded.metadata, a.checkpoint); d.from_checkpoint) {
+    opt.metadata[segment::kAmgMetadataKey] = d.record.dump();
+  }
+  if (opt.metadata.count(segment::kAmgMetadataKey) &&
+      opt.format.value_or(model::weights_format_for(a.out)) != model::WeightsFormat::kSafetensors)
+    std::fprintf(stderr, "note: .pth has no metadata; the AMG defaults are not written\n");
   model::save_sam(a.out, *loaded.sam, opt);
   const bool st = opt.format.value_or(model::weights_format_for(a.out)) == model::WeightsFormat::kSafetensors;
   std::fprintf(stderr, "wrote %s (%s, %s, %lld parameters)\n", a.out.c_str(), st ? "safetensors" : "pth",
@@ -185,6 +199,13 @@ void register_train(CLI::App& app, int argc, char** argv) {
       ->check(CLI::IsMember({"pth", "safetensors"}));
   exp->add_option("--dtype", eargs->dtype, "float32 (default), float16 or bfloat16")
       ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+  exp->add_option("--amg-pred-iou-thresh", eargs->amg_pred_iou,
+                  "Store this automatic-mask predicted-IoU threshold in the metadata (medicosam.amg; default: "
+                  "the input's)")
+      ->check(CLI::Range(0.0, 1.0));
+  exp->add_option("--amg-stability-score-thresh", eargs->amg_stability,
+                  "Store this automatic-mask stability threshold in the metadata (with --amg-pred-iou-thresh)")
+      ->check(CLI::Range(0.0, 1.0));
   exp->callback([eargs]() { run_export(*eargs); });
 }
 

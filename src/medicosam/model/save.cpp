@@ -1,6 +1,8 @@
 #include "medicosam/model/save.hpp"
 
 #include "medicosam/checkpoint/checkpoint.hpp"
+#include "medicosam/checkpoint/mapped_file.hpp"
+#include "medicosam/checkpoint/safetensors.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/model/unetr.hpp"
 
@@ -40,6 +42,38 @@ void save_sam(const std::string& path, SamImpl& sam, const SaveOptions& options)
   } else {
     checkpoint::write_state_dict_pth(path, sd);
   }
+}
+
+namespace {
+
+checkpoint::SafetensorsHeader safetensors_header_of(const checkpoint::MappedFile& f) {
+  if (!checkpoint::looks_like_safetensors(f.bytes()))
+    throw InputError("'" + f.path() + "' is not a .safetensors file (metadata can only be written to safetensors)");
+  return checkpoint::parse_safetensors(f.bytes(), f.path());
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  checkpoint::MappedFile f(path);
+  return safetensors_header_of(f).metadata;
+}
+
+void rewrite_safetensors_metadata(const std::string& in, const std::string& out,
+                                  const std::map<std::string, std::string>& set,
+                                  const std::vector<std::string>& remove) {
+  // The mapping stays valid when `out` == `in`: the new file is renamed over
+  // the old name, the mapped inode lives until it is unmapped.
+  checkpoint::MappedFile f(in);
+  const auto header = safetensors_header_of(f);
+  auto meta = header.metadata;
+  for (const auto& k : remove) meta.erase(k);
+  for (const auto& [k, v] : set) meta[k] = v;
+  std::vector<checkpoint::SafetensorsTensor> tensors;
+  tensors.reserve(header.entries.size());
+  for (const auto& e : header.entries)
+    tensors.push_back({e.name, e.dtype, e.shape, f.data() + e.begin, size_t(e.end - e.begin)});
+  checkpoint::write_safetensors_file(out, tensors, meta);
 }
 
 }  // namespace medicosam::model

@@ -37,4 +37,16 @@ WeightsFormat weights_format_for(const std::string& path);
 // Writes atomically; IoError if the file cannot be written.
 void save_sam(const std::string& path, SamImpl& sam, const SaveOptions& options = {});
 
+// The __metadata__ of a .safetensors file.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
+
+// Copies the .safetensors file `in` to `out` (may be `in`: replaced in place)
+// with its __metadata__ changed: keys in `set` set, keys in `remove` dropped.
+// The tensors (names, order, dtypes, shapes, bytes) are copied unchanged.
+// Written to a temporary file and renamed: the original survives any error.
+// InputError if `in` is not safetensors.
+void rewrite_safetensors_metadata(const std::string& in, const std::string& out,
+                                  const std::map<std::string, std::string>& set,
+                                  const std::vector<std::string>& remove = {});
+
 }  // namespace medicosam::model

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 #include <opencv2/imgproc.hpp>
 
@@ -133,16 +134,15 @@ std::array<float, 4> as_float(const std::array<int, 4>& b) {
 
 }  // namespace
 
-std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint8_t* rgb, int H,
-                                    int W, const AmgOptions& o, bool progress) {
+std::vector<std::array<int, 4>> generate_candidates(predict::SamPredictor& predictor, const uint8_t* rgb,
+                                                    int H, int W, const AmgOptions& o,
+                                                    const AmgCandidateVisitor& visit, bool progress) {
   if (!rgb || H <= 0 || W <= 0) throw InputError("automatic masks: empty image");
   if (o.points_per_side <= 0 || o.points_per_batch <= 0) {
     throw InputError("automatic masks: points_per_side and points_per_batch must be positive");
   }
   std::vector<int> layer;
   const auto crops = crop_boxes(H, W, o.crop_n_layers, o.crop_overlap_ratio, &layer);
-  std::vector<AmgMask> all;
-  std::vector<std::array<int, 4>> all_boxes;  // XYXY image coords (inclusive max)
   int64_t total_batches = 0;
   for (size_t c = 0; c < crops.size(); ++c) {
     const int n =
@@ -161,8 +161,6 @@ std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint
     const int n =
         static_cast<int>(o.points_per_side / std::pow(o.crop_n_points_downscale_factor, layer[c]));
     const auto grid = point_grid(n);
-    std::vector<AmgMask> crop_masks;
-    std::vector<std::array<int, 4>> crop_mask_boxes;
     for (size_t start = 0; start < grid.size(); start += o.points_per_batch) {
       const size_t end = std::min(grid.size(), start + o.points_per_batch);
       std::vector<predict::Prompt> prompts;
@@ -191,35 +189,85 @@ std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint
           const std::array<int, 4> ubox{box[0] + cb[0], box[1] + cb[1], box[2] + cb[0],
                                         box[3] + cb[1]};
           if (crops.size() > 1 && near_crop_edge(ubox, cb, H, W)) continue;
-          AmgMask am;
-          am.mask = BinaryMask(H, W);
-          for (int y = 0; y < ch; ++y)
-            std::copy_n(m + size_t(y) * cw, cw,
-                        am.mask.data.data() + size_t(y + cb[1]) * W + cb[0]);
-          am.area = am.mask.area();
-          am.predicted_iou = iou;
-          am.stability_score = stability;
-          am.point = {prompts[i].points[0].x + cb[0], prompts[i].points[0].y + cb[1], 1};
-          am.crop_box = cb;
-          crop_masks.push_back(std::move(am));
-          crop_mask_boxes.push_back(ubox);
+          AmgCandidate cand;
+          cand.predicted_iou = iou;
+          cand.stability_score = stability;
+          cand.box = ubox;
+          cand.crop = static_cast<int>(c);
+          cand.point = {prompts[i].points[0].x + cb[0], prompts[i].points[0].y + cb[1], 1};
+          visit(cand, m, cb);
         }
       }
       bar.advance();
     }
-    // NMS within the crop.
-    std::vector<std::array<float, 4>> fb;
-    std::vector<float> sc;
-    for (size_t i = 0; i < crop_masks.size(); ++i) {
-      fb.push_back(as_float(crop_mask_boxes[i]));
-      sc.push_back(static_cast<float>(crop_masks[i].predicted_iou));
-    }
-    for (size_t i : box_nms(fb, sc, o.box_nms_thresh)) {
-      all.push_back(std::move(crop_masks[i]));
-      all_boxes.push_back(crop_mask_boxes[i]);
-    }
   }
   bar.finish();
+  return crops;
+}
+
+std::vector<size_t> select_candidates(const std::vector<AmgCandidate>& cands,
+                                      const std::vector<std::array<int, 4>>& crops, const AmgOptions& o) {
+  std::vector<size_t> all;
+  // Candidates come crop by crop; NMS within each crop, by predicted IoU.
+  for (size_t begin = 0; begin < cands.size();) {
+    size_t end = begin;
+    while (end < cands.size() && cands[end].crop == cands[begin].crop) ++end;
+    std::vector<size_t> idx;
+    std::vector<std::array<float, 4>> fb;
+    std::vector<float> sc;
+    for (size_t i = begin; i < end; ++i) {
+      const auto& c = cands[i];
+      if (o.pred_iou_thresh > 0 && !(c.predicted_iou > o.pred_iou_thresh)) continue;
+      if (o.stability_score_thresh > 0 && !(c.stability_score >= o.stability_score_thresh)) continue;
+      idx.push_back(i);
+      fb.push_back(as_float(c.box));
+      sc.push_back(static_cast<float>(c.predicted_iou));
+    }
+    for (size_t k : box_nms(fb, sc, o.box_nms_thresh)) all.push_back(idx[k]);
+    begin = end;
+  }
+  if (crops.size() > 1) {  // across crops: prefer masks from smaller crops
+    std::vector<std::array<float, 4>> fb;
+    std::vector<float> sc;
+    for (size_t i : all) {
+      fb.push_back(as_float(cands[i].box));
+      const auto& cb = crops.at(size_t(cands[i].crop));
+      sc.push_back(1.0f / static_cast<float>((cb[2] - cb[0]) * (cb[3] - cb[1])));
+    }
+    std::vector<size_t> kept;
+    for (size_t k : box_nms(fb, sc, o.crop_nms_thresh)) kept.push_back(all[k]);
+    all = std::move(kept);
+  }
+  return all;
+}
+
+std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint8_t* rgb, int H,
+                                    int W, const AmgOptions& o, bool progress) {
+  std::vector<AmgCandidate> cands;
+  std::vector<AmgMask> masks;
+  const auto crops = generate_candidates(
+      predictor, rgb, H, W, o,
+      [&](const AmgCandidate& c, const uint8_t* m, const std::array<int, 4>& cb) {
+        const int cw = cb[2] - cb[0], ch = cb[3] - cb[1];
+        AmgMask am;
+        am.mask = BinaryMask(H, W);
+        for (int y = 0; y < ch; ++y)
+          std::copy_n(m + size_t(y) * cw, cw, am.mask.data.data() + size_t(y + cb[1]) * W + cb[0]);
+        am.area = am.mask.area();
+        am.predicted_iou = c.predicted_iou;
+        am.stability_score = c.stability_score;
+        am.point = c.point;
+        am.crop_box = cb;
+        masks.push_back(std::move(am));
+        cands.push_back(c);
+      },
+      progress);
+  std::vector<AmgMask> all;
+  std::vector<std::array<int, 4>> all_boxes;  // XYXY image coords (inclusive max)
+  for (size_t i : select_candidates(cands, crops, o)) {
+    all.push_back(std::move(masks[i]));
+    all_boxes.push_back(cands[i].box);
+  }
   auto select = [&](const std::vector<size_t>& keep) {
     std::vector<AmgMask> m;
     std::vector<std::array<int, 4>> b;
@@ -227,16 +275,6 @@ std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint
     all = std::move(m);
     all_boxes = std::move(b);
   };
-  if (crops.size() > 1) {  // across crops: prefer masks from smaller crops
-    std::vector<std::array<float, 4>> fb;
-    std::vector<float> sc;
-    for (size_t i = 0; i < all.size(); ++i) {
-      fb.push_back(as_float(all_boxes[i]));
-      const auto& cb = all[i].crop_box;
-      sc.push_back(1.0f / static_cast<float>((cb[2] - cb[0]) * (cb[3] - cb[1])));
-    }
-    select(box_nms(fb, sc, o.crop_nms_thresh));
-  }
   if (o.min_mask_region_area > 0 && !all.empty()) {
     std::vector<std::array<float, 4>> fb;
     std::vector<float> sc;
@@ -288,6 +326,83 @@ std::vector<uint16_t> masks_to_label_map(const std::vector<AmgMask>& masks, int 
   std::vector<uint16_t> out(seg.size());
   for (size_t p = 0; p < seg.size(); ++p) out[p] = static_cast<uint16_t>(remap[seg[p]]);
   return out;
+}
+
+std::string AmgDefaults::describe() const {
+  if (!from_checkpoint) return "SAM's defaults";
+  std::string d = std::string("checkpoint metadata ") + kAmgMetadataKey;
+  if (record.is_object() && record.contains("calibrated_on") && record["calibrated_on"].is_string())
+    d += " (calibrated on " + record["calibrated_on"].get<std::string>() + ")";
+  return d;
+}
+
+namespace {
+
+double threshold_field(const nlohmann::json& rec, const char* key, const std::string& source) {
+  if (!rec.contains(key) || !rec[key].is_number())
+    throw CheckpointError("'" + source + "': metadata " + kAmgMetadataKey + " has no number '" + key + "'");
+  const double v = rec[key].get<double>();
+  if (!(v >= 0.0 && v <= 1.0))
+    throw CheckpointError("'" + source + "': metadata " + kAmgMetadataKey + " '" + key + "' = " +
+                          rec[key].dump() + " is outside [0, 1]");
+  return v;
+}
+
+}  // namespace
+
+AmgDefaults amg_defaults_from_metadata(const nlohmann::json& metadata, const std::string& source) {
+  AmgDefaults d;
+  if (!metadata.is_object() || !metadata.contains(kAmgMetadataKey)) return d;
+  const auto& v = metadata[kAmgMetadataKey];
+  nlohmann::json rec;
+  if (v.is_string()) {
+    try {
+      rec = nlohmann::json::parse(v.get<std::string>());
+    } catch (const nlohmann::json::exception&) {
+      throw CheckpointError("'" + source + "': metadata " + kAmgMetadataKey + " is not valid JSON");
+    }
+  } else {
+    rec = v;
+  }
+  if (!rec.is_object())
+    throw CheckpointError("'" + source + "': metadata " + kAmgMetadataKey + " is not a JSON object");
+  d.pred_iou_thresh = threshold_field(rec, "pred_iou_thresh", source);
+  d.stability_score_thresh = threshold_field(rec, "stability_score_thresh", source);
+  d.from_checkpoint = true;
+  d.record = std::move(rec);
+  return d;
+}
+
+AmgDefaults read_amg_defaults(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("'" + path + "': cannot be opened");
+  unsigned char len8[8] = {};
+  in.read(reinterpret_cast<char*>(len8), 8);
+  if (in.gcount() != 8) return {};
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
+  if (n < 2 || n > (uint64_t(100) << 20)) return {};  // not a safetensors header
+  std::string header(size_t(n), '\0');
+  in.read(header.data(), std::streamsize(n));
+  if (in.gcount() != std::streamsize(n) || header[0] != '{') return {};
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header);
+  } catch (const nlohmann::json::exception&) {
+    return {};  // not safetensors; the loader reports real format problems
+  }
+  if (!j.is_object() || !j.contains("__metadata__")) return {};
+  return amg_defaults_from_metadata(j["__metadata__"], path);
+}
+
+std::string amg_metadata_value(double pred, double stab, const nlohmann::json& extra) {
+  for (auto [name, v] : {std::pair<const char*, double>{"pred_iou_thresh", pred}, {"stability_score_thresh", stab}})
+    if (!(v >= 0.0 && v <= 1.0))
+      throw InputError(std::string(name) + " " + std::to_string(v) + ": must lie in [0, 1]");
+  nlohmann::json rec = extra.is_object() ? extra : nlohmann::json::object();
+  rec["pred_iou_thresh"] = pred;
+  rec["stability_score_thresh"] = stab;
+  return rec.dump();
 }
 
 }  // namespace medicosam::segment

@@ -8,6 +8,9 @@
 // instance label map (larger masks painted first, smaller ones on top).
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "medicosam/predict/predictor.hpp"
@@ -53,6 +56,37 @@ std::vector<std::array<int, 4>> crop_boxes(int height, int width, int n_layers,
 std::vector<size_t> box_nms(const std::vector<std::array<float, 4>>& boxes,
                             const std::vector<float>& scores, double iou_threshold);
 
+// One decoded mask before SAM's post-processing (the two stages below are
+// what generate_masks runs; the AMG evaluation sweeps thresholds over one
+// set of candidates with them).
+struct AmgCandidate {
+  double predicted_iou = 0;
+  double stability_score = 0;
+  std::array<int, 4> box{};  // XYXY image pixels, inclusive max
+  int crop = 0;              // index into the crop boxes
+  predict::Point point;      // the prompt, image pixels
+};
+// Called for each candidate with its mask in crop coordinates (0/1, crop
+// height x crop width, row-major) and the crop box (XYXY).
+using AmgCandidateVisitor =
+    std::function<void(const AmgCandidate&, const uint8_t* crop_mask, const std::array<int, 4>& crop_box)>;
+
+// Stage 1: decodes the point grid of every crop and passes each mask whose
+// predicted IoU and stability pass `options`' thresholds (0 disables a
+// threshold) and that does not touch an inner crop edge to `visit`, in SAM's
+// order (crop, batch, point, mask). Returns the crop boxes.
+std::vector<std::array<int, 4>> generate_candidates(predict::SamPredictor& predictor, const uint8_t* rgb,
+                                                    int height, int width, const AmgOptions& options,
+                                                    const AmgCandidateVisitor& visit, bool progress = false);
+
+// Stage 2: the candidates SAM keeps under `options`: the predicted-IoU and
+// stability thresholds, box NMS within each crop (by predicted IoU), then NMS
+// across crops preferring smaller crops. Indices into `candidates` in SAM's
+// output order. (min_mask_region_area needs the masks: generate_masks.)
+std::vector<size_t> select_candidates(const std::vector<AmgCandidate>& candidates,
+                                      const std::vector<std::array<int, 4>>& crop_boxes,
+                                      const AmgOptions& options);
+
 // Runs the generator on an 8-bit RGB image (HxWx3). `predictor`'s current
 // image is replaced. Masks come in SAM's output order.
 std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint8_t* rgb,
@@ -65,5 +99,36 @@ std::vector<AmgMask> generate_masks(predict::SamPredictor& predictor, const uint
 // masks that keep at least one pixel.
 std::vector<uint16_t> masks_to_label_map(const std::vector<AmgMask>& masks, int height, int width,
                                          int64_t min_object_size = 0);
+
+// Model-specific AMG defaults. A checkpoint may carry them in its safetensors
+// metadata under kAmgMetadataKey, as a JSON object string:
+//   {"pred_iou_thresh": 0.7, "stability_score_thresh": 0.8,
+//    "calibrated_on": "...", ...any further fields (kept, shown by info)}
+// Commands use them when the user does not pass the thresholds; explicit
+// options always win; without the key SAM's defaults (0.88 / 0.95) apply.
+inline constexpr const char* kAmgMetadataKey = "medicosam.amg";
+
+struct AmgDefaults {
+  double pred_iou_thresh = 0.88;
+  double stability_score_thresh = 0.95;
+  bool from_checkpoint = false;
+  nlohmann::json record;  // the parsed metadata object (null without the key)
+  // "checkpoint metadata medicosam.amg (calibrated on ...)" or "SAM's defaults".
+  std::string describe() const;
+};
+
+// From checkpoint metadata (a JSON object of strings, as safetensors
+// __metadata__ / LoadedSam::metadata). Missing key: SAM's defaults. A value
+// that is not such an object, or thresholds outside [0, 1]: CheckpointError
+// naming `source`.
+AmgDefaults amg_defaults_from_metadata(const nlohmann::json& metadata, const std::string& source = "checkpoint");
+// Reads only the header of a .safetensors checkpoint; other formats carry no
+// AMG defaults (SAM's). Errors as amg_defaults_from_metadata; IoError if the
+// file cannot be read.
+AmgDefaults read_amg_defaults(const std::string& checkpoint_path);
+// The metadata value for the thresholds plus `extra` fields (an object).
+// InputError for thresholds outside [0, 1].
+std::string amg_metadata_value(double pred_iou_thresh, double stability_score_thresh,
+                               const nlohmann::json& extra = nlohmann::json::object());
 
 }  // namespace medicosam::segment

@@ -504,11 +504,21 @@ void App::infer(const Request& req, Response& res, const std::string& name) {
     const int k = static_cast<int>(params.slice.value_or(slices.count() / 2));
     slices.check_slice(k);
     const auto rgb = slices.model_image(k);
+    // The model's own AMG thresholds (checkpoint metadata medicosam.amg), else SAM's.
+    const auto amg_defaults = segment::read_amg_defaults(m->path);
+    segment::AmgOptions amg_options;
+    amg_options.pred_iou_thresh = amg_defaults.pred_iou_thresh;
+    amg_options.stability_score_thresh = amg_defaults.stability_score_thresh;
     std::vector<segment::AmgMask> masks;
     {
       std::lock_guard<std::mutex> lock(m->encode_mutex);  // generate_masks sets the predictor's image
-      masks = segment::generate_masks(*m->predictor, rgb.data.data(), rgb.height, rgb.width);
+      masks = segment::generate_masks(*m->predictor, rgb.data.data(), rgb.height, rgb.width, amg_options);
     }
+    spdlog::info("automatic masks: {} (pred_iou_thresh {}, stability_score_thresh {}: {})", masks.size(),
+                 amg_options.pred_iou_thresh, amg_options.stability_score_thresh, amg_defaults.describe());
+    result["amg_thresholds"] = {{"pred_iou_thresh", amg_options.pred_iou_thresh},
+                                {"stability_score_thresh", amg_options.stability_score_thresh},
+                                {"source", amg_defaults.describe()}};
     labels = slices.label_map({{k, segment::masks_to_label_map(masks, rgb.height, rgb.width)}});
     json names = json::object();
     for (uint16_t l = 1; l <= labels.max_label(); ++l) names["object " + std::to_string(l)] = l;
