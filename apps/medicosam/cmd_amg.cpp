@@ -141,13 +141,18 @@ nlohmann::json record_from_report(const std::string& dir) {
   if (!j.contains("selected") || !j["selected"].is_object())
     throw InputError("'" + path + "': no selected setting (run eval --protocol amg with --sweep)");
   const auto& s = j["selected"];
+  const std::string split = j.value("split", std::string());
+  if (split == "test")
+    throw InputError("--from-report '" + dir +
+                     "': that sweep ran on the test split; choose thresholds on val (evaluate test once, after)");
   nlohmann::json rec = {{"pred_iou_thresh", s.at("pred_iou_thresh")},
                         {"stability_score_thresh", s.at("stability_score_thresh")},
                         {"selection", j.value("selection_rule", std::string())},
-                        {"val_object_match_rate", s.value("object_match_rate", 0.0)},
-                        {"val_image_match_rate", s.value("image_match_rate", 0.0)},
-                        {"val_mean_masks_per_image", s.value("mean_masks", 0.0)}};
-  std::string on = j.value("split", std::string()) + " split of";
+                        {split + "_object_match_rate", s.value("object_match_rate", 0.0)},
+                        {split + "_image_match_rate", s.value("image_match_rate", 0.0)},
+                        {split + "_min_image_match_rate", s.value("min_image_match_rate", 0.0)},
+                        {split + "_mean_masks_per_image", s.value("mean_masks", 0.0)}};
+  std::string on = split + " split of";
   for (const auto& d : j.value("datasets", nlohmann::json::array())) on += " " + d.get<std::string>();
   rec["calibrated_on"] = on;
   if (j.contains("command")) rec["calibration_command"] = j["command"];

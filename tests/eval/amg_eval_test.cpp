@@ -356,7 +356,7 @@ TEST(AmgEvalCli, UsesCheckpointDefaultsAgreesWithAmgAndWritesTheSelection) {
             0);
   const auto out = tmp.path / "rep";
   auto r = run_cli("eval --protocol amg --model " + model + " --data " + (tmp.path / "discs").string() +
-                   " --split test --points-per-side 4 --amg-precision fp32 --sweep --sweep-pred-iou 0,0.5"
+                   " --split all --points-per-side 4 --amg-precision fp32 --sweep --sweep-pred-iou 0,0.5"
                    " --sweep-stability 0,0.95 -q --out " + out.string());
   ASSERT_EQ(r.rc, 0) << r.output;
   const auto j = nlohmann::json::parse(read_file((out / "summary.json").string()));
@@ -364,7 +364,7 @@ TEST(AmgEvalCli, UsesCheckpointDefaultsAgreesWithAmgAndWritesTheSelection) {
   EXPECT_DOUBLE_EQ(j["options"]["stability_score_thresh"].get<double>(), 0.01);
   EXPECT_NE(j["options"]["thresholds_from"].get<std::string>().find("(checkpoint)"), std::string::npos);
   EXPECT_EQ(j["results"][0]["images"], 2);
-  EXPECT_EQ(j["split"], "test");
+  EXPECT_EQ(j["split"], "all");
   ASSERT_TRUE(j["selected"].is_object());
   // The setting in effect for img_00 gives as many masks as `medicosam amg` does.
   const std::string per_image = read_file((out / "per_image.csv").string());
@@ -385,7 +385,14 @@ TEST(AmgEvalCli, UsesCheckpointDefaultsAgreesWithAmgAndWritesTheSelection) {
   const auto d = segment::read_amg_defaults(model);
   EXPECT_EQ(d.pred_iou_thresh, j["selected"]["pred_iou_thresh"].get<double>());
   EXPECT_EQ(d.stability_score_thresh, j["selected"]["stability_score_thresh"].get<double>());
-  EXPECT_NE(d.record["calibrated_on"].get<std::string>().find("test split of discs"), std::string::npos);
+  EXPECT_NE(d.record["calibrated_on"].get<std::string>().find("all split of discs"), std::string::npos);
+  // A sweep on the test split is not a source of thresholds.
+  r = run_cli("eval --protocol amg --model " + model + " --data " + (tmp.path / "discs").string() +
+              " --split test --limit 1 --points-per-side 2 --sweep --sweep-pred-iou 0 --sweep-stability 0 -q --out " +
+              (tmp.path / "t").string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: sweeping thresholds on the test split"), std::string::npos) << r.output;
+  EXPECT_NE(run_cli("amg-defaults " + model + " --from-report " + (tmp.path / "t").string()).rc, 0);
   // Baselines are not AMG methods.
   EXPECT_NE(run_cli("eval --protocol amg --baseline grabcut --data " + (tmp.path / "discs").string() + " --out " +
                     (tmp.path / "x").string())
