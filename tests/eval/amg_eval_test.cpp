@@ -85,30 +85,6 @@ segment::BinaryMask ring(int h, int w, int x0, int y0, int x1, int y1) {
   return m;
 }
 
-struct CliRun {
-  int rc = -1;
-  std::string output;
-};
-
-CliRun run_cli(const std::string& args, bool with_stderr = true) {
-  const char* cli = std::getenv("MEDICOSAM_CLI");
-  CliRun r;
-  const std::string cmd = std::string(cli) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  std::FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-bool have_cli() {
-  const char* cli = std::getenv("MEDICOSAM_CLI");
-  return cli && fs::exists(cli);
-}
-
 // The default model (small, 384 px input: fast), copied without any AMG
 // defaults it may carry, so that each test starts from SAM's.
 const std::string kDefaultModel = std::string(MEDICOSAM_SOURCE_DIR) + "/models/medicosam_default.safetensors";

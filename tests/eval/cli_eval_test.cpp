@@ -15,30 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string output;  // stdout + stderr
-};
-
-CliRun run_cli(const std::string& args) {
-  const char* cli = std::getenv("MEDICOSAM_CLI");
-  CliRun r;
-  const std::string cmd = std::string(cli) + " " + args + " 2>&1";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-bool have_cli() {
-  const char* cli = std::getenv("MEDICOSAM_CLI");
-  return cli && fs::exists(cli);
-}
-
 const fs::path kShared(MEDICOSAM_SHARED_DIR);
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 // Synthetic images, masks and dataset folders for the eval tests.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -132,6 +133,33 @@ inline Phantom phantom() {
                            l ? 900.0 + 50 * l : 100.0 + double((x * 7 + y * 3 + z) % 17));
       }
   return p;
+}
+
+// `medicosam` ($MEDICOSAM_CLI, set by ctest) with its exit code and output
+// (stdout, plus stderr unless with_stderr is false).
+struct CliRun {
+  int rc = -1;
+  std::string output;
+};
+
+inline CliRun run_cli(const std::string& args, bool with_stderr = true) {
+  const char* cli = std::getenv("MEDICOSAM_CLI");
+  CliRun r;
+  if (!cli) return r;
+  const std::string cmd = std::string(cli) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline bool have_cli() {
+  const char* cli = std::getenv("MEDICOSAM_CLI");
+  return cli && std::filesystem::exists(cli);
 }
 
 }  // namespace medicosam::eval::testing

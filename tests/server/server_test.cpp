@@ -3,6 +3,8 @@
 // Slicer's MONAI Label module, MONAI's Python client and our native session
 // API clients drive it, on the brain MRI of ../shared/data.
 #include <gtest/gtest.h>
+
+#include <chrono>
 #include <httplib.h>
 
 #include <algorithm>
@@ -531,7 +533,15 @@ TEST_F(ServerTest, BadInputsGetClearErrorsAndTheServerStaysUp) {
   api(t, "/api/release");
   // Still alive.
   EXPECT_EQ(c.Get("/api/healthz")->status, 200);
+  // The access log line is written after the response is sent: poll briefly (bounded).
   auto logs = c.Get("/logs/?lines=50");
+  for (int i = 0; i < 40 && logs && logs->status == 200 &&
+                  logs->body.find("GET /api/healthz 200") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    logs = c.Get("/logs/?lines=50");
+  }
+  ASSERT_TRUE(logs);
   ASSERT_EQ(logs->status, 200);
   EXPECT_NE(logs->body.find("GET /api/healthz 200"), std::string::npos) << logs->body;
 }
