@@ -19,6 +19,7 @@ cd "$root"
 cli="${MEDICOSAM_BUILD_DIR:-$root/build}/apps/medicosam/medicosam"
 mkdir -p runs/default_model models
 log=runs/default_model/wall_time.txt
+[[ "${QUICK:-0}" == 1 ]] && mkdir -p runs/default_model_quick && log=runs/default_model_quick/wall_time.txt
 start=$(date +%s)
 stamp() { echo "$1 $(( $(date +%s) - start )) s" | tee -a "$log"; }
 echo "started $(date -u +%FT%TZ) on $(nproc) cores" >> "$log"
