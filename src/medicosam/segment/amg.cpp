@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <numeric>
+#include <string_view>
 #include <opencv2/imgproc.hpp>
 
+#include "medicosam/checkpoint/mapped_file.hpp"
+#include "medicosam/checkpoint/safetensors.hpp"
 #include "medicosam/core/error.hpp"
 #include "medicosam/core/progress.hpp"
 
@@ -374,25 +376,12 @@ AmgDefaults amg_defaults_from_metadata(const nlohmann::json& metadata, const std
 }
 
 AmgDefaults read_amg_defaults(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("'" + path + "': cannot be opened");
-  unsigned char len8[8] = {};
-  in.read(reinterpret_cast<char*>(len8), 8);
-  if (in.gcount() != 8) return {};
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
-  if (n < 2 || n > (uint64_t(100) << 20)) return {};  // not a safetensors header
-  std::string header(size_t(n), '\0');
-  in.read(header.data(), std::streamsize(n));
-  if (in.gcount() != std::streamsize(n) || header[0] != '{') return {};
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::exception&) {
-    return {};  // not safetensors; the loader reports real format problems
-  }
-  if (!j.is_object() || !j.contains("__metadata__")) return {};
-  return amg_defaults_from_metadata(j["__metadata__"], path);
+  const checkpoint::MappedFile file(path);
+  const std::string_view bytes(reinterpret_cast<const char*>(file.data()), file.size());
+  // Other formats (.pth, .pt) carry no defaults; the loader reports real format problems.
+  if (!checkpoint::looks_like_safetensors(bytes)) return {};
+  const auto header = checkpoint::parse_safetensors(bytes, path);
+  return amg_defaults_from_metadata(nlohmann::json(header.metadata), path);
 }
 
 std::string amg_metadata_value(double pred, double stab, const nlohmann::json& extra) {
